@@ -1,0 +1,435 @@
+"""Load a source directory into the warehouse.
+
+- ``load_source_tables``: systems, incidents and changes, validated (``features.validate``) and
+  replaced as a whole in one transaction, with their quarantine rows.
+- ``load_metrics``: the samples of a range of as-of sessions, read by DuckDB straight from the
+  Parquet/CSV files, checked row by row in SQL, each sample assigned to the session whose
+  window ``[cutoff(previous), cutoff(d))`` holds it, and exact duplicates dropped and counted.
+  Re-loading a range replaces its rows; it never duplicates them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+import polars as pl
+
+from features.source import Source
+from features.trading_time import TradingCalendar
+from features.validate import (
+    QUARANTINE_COLUMNS,
+    REJECT,
+    StageResult,
+    stage_source_tables,
+)
+from features.warehouse import transaction
+
+SOURCE_TABLES = ("systems", "incidents", "changes")
+
+
+def load_source_tables(con: duckdb.DuckDBPyConnection, source: Source) -> list[StageResult]:
+    """Validate and publish systems, incidents and changes; returns their counts."""
+    results = stage_source_tables(con, source)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with transaction(con):
+        for table in SOURCE_TABLES:
+            con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM staged_{table}")  # noqa: S608
+        con.execute(
+            "DELETE FROM quarantine WHERE table_name IN ('systems', 'incidents', 'changes')"
+        )
+        con.execute(
+            f"INSERT INTO quarantine SELECT {QUARANTINE_COLUMNS}, ? FROM staged_quarantine",  # noqa: S608
+            [now],
+        )
+        for r in results:
+            con.execute(
+                "INSERT INTO load_log VALUES (?, NULL, ?, ?, ?, ?, 0, ?)",
+                [r.table, r.rows_read, r.rows_loaded, r.rows_rejected, r.values_dropped, now],
+            )
+    return results
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+@dataclass(frozen=True)
+class MetricsLoad:
+    first: dt.date
+    last: dt.date
+    rows_read: int
+    rows_loaded: int
+    rows_rejected: int
+    duplicates_dropped: int
+    unplaced_rejected: int  # rows with no usable timestamp, anywhere in the source
+    reasons: dict[str, int]
+
+    @property
+    def reject_share(self) -> float:
+        return self.rows_rejected / self.rows_read if self.rows_read else 0.0
+
+
+def _column_types(con: duckdb.DuckDBPyConnection, reader: str, files: list[str]) -> dict[str, str]:
+    rows = con.execute(f"DESCRIBE SELECT * FROM {reader}", [files]).fetchall()  # noqa: S608
+    return {r[0]: r[1] for r in rows}
+
+
+_PARQUET = (
+    "read_parquet(?, union_by_name = true, filename = true, file_row_number = true, "
+    "hive_partitioning = false)"
+)
+_CSV = (
+    "read_csv(?, all_varchar = true, header = true, union_by_name = true, filename = true, "
+    "hive_partitioning = false, null_padding = true)"
+)
+
+
+def _source_select(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    window: tuple[dt.datetime, dt.datetime] | None,
+    undated_only: bool = False,
+) -> tuple[str, list]:
+    """SQL (and its parameters) over the metric files, pre-filtered to ``window``.
+
+    With a window ``[lo, hi)`` typed Parquet timestamps are filtered where DuckDB can push the
+    filter into the files' statistics (the caller applies the exact bound); with
+    ``undated_only`` the Parquet part reads only rows without a timestamp.
+
+    Columns: source_file, row, ts_utc, system_id, metric, value, bad_value, raw_ts, raw_value.
+    The SQL text is built from constants chosen by the column *types*; all data travels in
+    parameters.
+    """
+    from features.source import REQUIRED_COLUMNS, SourceError, require_columns
+
+    parts, params = [], []
+    if source.metric_parquet:
+        files = [str(p) for p in source.metric_parquet]
+        types = _column_types(con, _PARQUET, files)
+        require_columns(source.metric_parquet[0], list(types), REQUIRED_COLUMNS["metrics"])
+        ts_type, value_type = types["ts"].upper(), types["value"].upper()
+        if ts_type.startswith("TIMESTAMP WITH TIME ZONE"):
+            ts_utc, bounds = "timezone('UTC', ts)", list(window or ())
+        elif ts_type.startswith("TIMESTAMP"):
+            # Naive Parquet timestamps are local time (the connection's TimeZone). The slack
+            # keeps the pushed-down filter safe across DST shifts; the exact bound follows.
+            ts_utc = "timezone('UTC', CAST(ts AS TIMESTAMPTZ))"
+            slack = dt.timedelta(days=1)
+            bounds = [_local_naive(window[0]) - slack, _local_naive(window[1]) + slack] if window else []
+        elif ts_type == "VARCHAR":
+            ts_utc, bounds = _TEXT_TS, []
+        else:
+            raise SourceError(f"metrics column ts has type {ts_type}; expected a timestamp")
+        if bounds:
+            prefilter = "ts >= ? AND ts < ?"
+        else:
+            prefilter = "ts IS NULL" if undated_only and ts_type != "VARCHAR" else "true"
+        numeric = value_type in {"DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "SMALLINT",
+                                 "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER", "DECIMAL"} or (
+            value_type.startswith("DECIMAL"))
+        value = "CAST(value AS DOUBLE)" if numeric else "TRY_CAST(trim(CAST(value AS VARCHAR)) AS DOUBLE)"
+        bad_value = "false" if numeric else _BAD_TEXT_VALUE
+        parts.append(
+            f"SELECT filename AS source_file, file_row_number + 1 AS row, {ts_utc} AS ts_utc, "  # noqa: S608
+            f"NULLIF(trim(CAST(system_id AS VARCHAR)), '') AS system_id, "
+            f"NULLIF(trim(CAST(metric AS VARCHAR)), '') AS metric, {value} AS value, "
+            f"{bad_value} AS bad_value, ts AS raw_ts, value AS raw_value "
+            f"FROM {_PARQUET} WHERE {prefilter}"
+        )
+        params += [files, *bounds]
+    if source.metric_csv:
+        files = [str(p) for p in source.metric_csv]
+        types = _column_types(con, _CSV, files)
+        require_columns(source.metric_csv[0], list(types), REQUIRED_COLUMNS["metrics"])
+        parts.append(
+            "SELECT filename AS source_file, "  # noqa: S608
+            "row_number() OVER (PARTITION BY filename) AS row, "
+            f"{_TEXT_TS} AS ts_utc, NULLIF(trim(system_id), '') AS system_id, "
+            "NULLIF(trim(metric), '') AS metric, TRY_CAST(trim(value) AS DOUBLE) AS value, "
+            f"{_BAD_TEXT_VALUE} AS bad_value, ts AS raw_ts, value AS raw_value "
+            f"FROM {_CSV}"
+        )
+        params += [files]
+    # Cast the raw columns to text so Parquet and CSV parts union cleanly.
+    union = " UNION ALL ".join(
+        f"SELECT source_file, row, ts_utc, system_id, metric, value, bad_value, "  # noqa: S608
+        f"CAST(raw_ts AS VARCHAR) AS raw_ts, CAST(raw_value AS VARCHAR) AS raw_value FROM ({p})"
+        for p in parts
+    )
+    return union, params
+
+
+_TEXT_TS = "timezone('UTC', TRY_CAST(NULLIF(trim(CAST(ts AS VARCHAR)), '') AS TIMESTAMPTZ))"
+_BAD_TEXT_VALUE = (
+    "(NULLIF(trim(CAST(value AS VARCHAR)), '') IS NOT NULL "
+    "AND TRY_CAST(trim(CAST(value AS VARCHAR)) AS DOUBLE) IS NULL)"
+)
+
+# Why a sample is rejected, first rule that applies; NULL = valid.
+_REASON = """
+CASE
+    WHEN system_id IS NULL THEN 'system_id is empty'
+    WHEN metric IS NULL THEN 'metric is empty'
+    WHEN known_id IS NULL THEN 'unknown system_id'
+    WHEN bad_value THEN 'value is not a number'
+    WHEN isinf(value) THEN 'value is infinite'
+END
+"""
+_REASON_COLUMN = """
+CASE
+    WHEN system_id IS NULL OR known_id IS NULL THEN 'system_id'
+    WHEN metric IS NULL THEN 'metric'
+    ELSE 'value'
+END
+"""
+
+
+def _local_naive(instant: dt.datetime) -> dt.datetime:
+    return instant.replace(tzinfo=None)
+
+
+def load_metrics(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    calendar: TradingCalendar,
+    first: dt.date,
+    last: dt.date,
+    chunk_sessions: int = 20,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> MetricsLoad:
+    """Replace the metric samples of sessions ``first..last`` in the warehouse.
+
+    A long range loads in chunks of ``chunk_sessions`` sessions, each in its own
+    transaction, so memory stays bounded; every chunk is a set of whole partitions, so a
+    failure leaves each partition either as it was or completely reloaded.
+    """
+    sessions = calendar.session_table(first, last)
+    if sessions.is_empty():
+        raise ValueError(f"no trading day between {first} and {last}")
+    first, last = sessions["as_of"][0], sessions["as_of"][-1]
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    totals = {"read": 0, "rejected": 0, "duplicates": 0}
+    reasons: dict[str, int] = {}
+    chunks = list(range(0, sessions.height, chunk_sessions))
+    for done, offset in enumerate(chunks, start=1):
+        chunk = sessions.slice(offset, chunk_sessions)
+        counts, chunk_reasons = _load_chunk(con, source, calendar, chunk, now)
+        for key in totals:
+            totals[key] += counts[key]
+        for reason, count in chunk_reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + count
+        if on_chunk:
+            on_chunk(done, len(chunks))
+    with transaction(con):
+        con.execute("DELETE FROM quarantine WHERE table_name = 'metrics' AND as_of IS NULL")
+        unplaced = _quarantine_undated(con, source, now) if source.has_metrics else 0
+    loaded = totals["read"] - totals["rejected"] - totals["duplicates"]
+    return MetricsLoad(first, last, totals["read"], loaded, totals["rejected"],
+                       totals["duplicates"], unplaced, reasons)
+
+
+def _load_chunk(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    calendar: TradingCalendar,
+    sessions: pl.DataFrame,
+    now: dt.datetime,
+) -> tuple[dict[str, int], dict[str, int]]:
+    first, last = sessions["as_of"][0], sessions["as_of"][-1]
+    lo, hi = calendar.metrics_window(first)[0], calendar.cutoff(last)
+    lo_utc, hi_utc = sessions["previous_cutoff_utc"][0], sessions["cutoff_utc"][-1]
+    con.register("load_sessions", sessions)
+    try:
+        with transaction(con):
+            con.execute("DELETE FROM metrics WHERE as_of BETWEEN ? AND ?", [first, last])
+            con.execute(
+                "DELETE FROM quarantine WHERE table_name = 'metrics' AND as_of BETWEEN ? AND ?",
+                [first, last],
+            )
+            if not source.has_metrics:
+                return {"read": 0, "rejected": 0, "duplicates": 0}, {}
+            select, params = _source_select(con, source, (lo, hi))
+            con.execute(
+                f"""
+                CREATE OR REPLACE TEMP TABLE staged_metrics AS
+                WITH src AS ({select}),
+                checked AS (
+                    SELECT src.*, {_REASON} AS reason, {_REASON_COLUMN} AS reason_column
+                    FROM src LEFT JOIN (SELECT system_id AS known_id FROM systems) k
+                      ON k.known_id = src.system_id
+                    WHERE ts_utc >= ? AND ts_utc < ?
+                )
+                SELECT s.as_of, c.* FROM checked c
+                ASOF JOIN load_sessions s ON c.ts_utc < s.cutoff_utc
+                """,  # noqa: S608 - SQL built from constants; data in parameters
+                [*params, lo_utc, hi_utc],
+            )
+            con.execute(
+                """
+                INSERT INTO metrics
+                SELECT as_of, ts_utc, system_id, metric,
+                       CASE WHEN isnan(value) THEN NULL ELSE value END
+                FROM staged_metrics WHERE reason IS NULL
+                """
+            )
+            con.execute(
+                f"""
+                INSERT INTO quarantine
+                SELECT 'metrics', source_file, row, reason_column, reason,
+                       CASE reason_column WHEN 'system_id' THEN system_id
+                                          WHEN 'metric' THEN metric ELSE raw_value END,
+                       '{REJECT}', as_of, ?
+                FROM staged_metrics WHERE reason IS NOT NULL
+                """,  # noqa: S608
+                [now],
+            )
+            duplicates = _drop_exact_duplicates(con, sessions)
+            read, rejected = con.execute(
+                "SELECT count(*), count(reason) FROM staged_metrics"
+            ).fetchall()[0]
+            reasons = dict(
+                con.execute(
+                    "SELECT reason, count(*) FROM staged_metrics WHERE reason IS NOT NULL "
+                    "GROUP BY reason"
+                ).fetchall()
+            )
+            con.execute("DROP TABLE staged_metrics")
+            con.execute(
+                "INSERT INTO load_log VALUES ('metrics', ?, ?, ?, ?, 0, ?, ?)",
+                [last, read, read - rejected - duplicates, rejected, duplicates, now],
+            )
+    finally:
+        con.unregister("load_sessions")
+    return {"read": read, "rejected": rejected, "duplicates": duplicates}, reasons
+
+
+def _drop_exact_duplicates(con: duckdb.DuckDBPyConnection, sessions: pl.DataFrame) -> int:
+    """Delete exact duplicate samples of the loaded sessions and return how many.
+
+    A full DISTINCT over a firm's day costs seconds, so only series that hold more samples than
+    minutes with a sample are checked exactly; at a cadence of a minute or slower that is no
+    series at all unless something was delivered twice.
+    """
+    first, last = sessions["as_of"][0], sessions["as_of"][-1]
+    window_minutes = int(
+        ((sessions["cutoff_utc"] - sessions["previous_cutoff_utc"]).dt.total_minutes()).max()
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE suspicious_series AS
+        SELECT as_of, system_id, metric
+        FROM (
+            SELECT m.as_of, m.system_id, m.metric,
+                   datediff('minute', s.previous_cutoff_utc, m.ts)::INTEGER AS minute
+            FROM metrics m JOIN load_sessions s ON s.as_of = m.as_of
+            WHERE m.as_of BETWEEN ? AND ?
+        )
+        GROUP BY ALL
+        HAVING count(*) > bit_count(bitstring_agg(minute, 0, ?))
+        """,
+        [first, last, window_minutes],
+    )
+    (suspicious,) = con.execute("SELECT count(*) FROM suspicious_series").fetchall()[0]
+    if not suspicious:
+        return 0
+    (dropped,) = con.execute(
+        """
+        DELETE FROM metrics WHERE rowid IN (
+            SELECT rid FROM (
+                SELECT m.rowid AS rid, row_number() OVER (
+                    PARTITION BY m.as_of, m.system_id, m.metric, m.ts, m.value) AS copy
+                FROM metrics m SEMI JOIN suspicious_series s
+                  ON s.as_of = m.as_of AND s.system_id = m.system_id AND s.metric = m.metric
+                WHERE m.as_of BETWEEN ? AND ?
+            ) WHERE copy > 1
+        )
+        """,
+        [first, last],
+    ).fetchall()[0]
+    return int(dropped)
+
+
+def _quarantine_undated(con: duckdb.DuckDBPyConnection, source: Source, now: dt.datetime) -> int:
+    """Quarantine rows whose timestamp is missing or unreadable: they fit no partition."""
+    select, params = _source_select(con, source, None, undated_only=True)
+    (count,) = con.execute(
+        f"""
+        INSERT INTO quarantine
+        SELECT 'metrics', source_file, row, 'ts',
+               CASE WHEN raw_ts IS NULL OR trim(raw_ts) = '' THEN 'ts is empty'
+                    ELSE 'ts is not an ISO-8601 timestamp' END,
+               raw_ts, '{REJECT}', NULL, ?
+        FROM ({select}) WHERE ts_utc IS NULL
+        """,  # noqa: S608
+        [now, *params],
+    ).fetchall()[0]
+    return int(count)
+
+
+@dataclass(frozen=True)
+class MetricsProfile:
+    rows: int
+    first_ts: dt.datetime | None
+    last_ts: dt.datetime | None
+    systems: int
+    metrics: int
+    problems: pl.DataFrame  # reason, column_name, rows, example_file, example_row, example_value
+
+
+def profile_metrics(
+    con: duckdb.DuckDBPyConnection, source: Source, systems_table: str = "systems"
+) -> MetricsProfile:
+    """Every metric row of the source checked against the rules, without loading anything.
+
+    ``systems_table`` names the table of known systems (``systems`` in the warehouse,
+    ``staged_systems`` while validating).
+    """
+    empty = pl.DataFrame(schema={"reason": pl.String, "column_name": pl.String, "rows": pl.Int64,
+                                 "example_file": pl.String, "example_row": pl.Int64,
+                                 "example_value": pl.String})
+    if not source.has_metrics:
+        return MetricsProfile(0, None, None, 0, 0, empty)
+    select, params = _source_select(con, source, None)
+    known = {"systems": "systems", "staged_systems": "staged_systems"}[systems_table]
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE metric_profile AS
+        WITH src AS ({select})
+        SELECT src.*,
+               CASE WHEN ts_utc IS NULL AND (raw_ts IS NULL OR trim(raw_ts) = '') THEN 'ts is empty'
+                    WHEN ts_utc IS NULL THEN 'ts is not an ISO-8601 timestamp'
+                    ELSE {_REASON} END AS reason,
+               CASE WHEN ts_utc IS NULL THEN 'ts' ELSE {_REASON_COLUMN} END AS reason_column
+        FROM src LEFT JOIN (SELECT system_id AS known_id FROM {known}) k ON k.known_id = src.system_id
+        """,  # noqa: S608 - constants only; data in parameters
+        params,
+    )
+    rows, first, last, systems, metrics = con.execute(
+        "SELECT count(*), min(ts_utc), max(ts_utc), count(DISTINCT system_id), "
+        "count(DISTINCT metric) FROM metric_profile"
+    ).fetchall()[0]
+    problems = con.sql(
+        """
+        SELECT reason, reason_column AS column_name, count(*) AS rows,
+               any_value(source_file) AS example_file, min(row) AS example_row,
+               any_value(CASE reason_column WHEN 'ts' THEN raw_ts WHEN 'value' THEN raw_value
+                              WHEN 'metric' THEN metric ELSE system_id END) AS example_value
+        FROM metric_profile WHERE reason IS NOT NULL GROUP BY ALL ORDER BY rows DESC
+        """
+    ).pl()
+    con.execute("DROP TABLE metric_profile")
+    return MetricsProfile(rows, first, last, systems, metrics, problems if problems.height else empty)
+
+
+def quarantine_summary(con: duckdb.DuckDBPyConnection, table: str | None = None) -> pl.DataFrame:
+    """Quarantined rows by table, action and reason."""
+    where, params = ("WHERE table_name = ?", [table]) if table else ("", [])
+    return con.sql(
+        f"SELECT table_name, action, reason, count(*) AS rows FROM quarantine {where} "  # noqa: S608
+        "GROUP BY ALL ORDER BY table_name, rows DESC",
+        params=params,
+    ).pl()
+
+

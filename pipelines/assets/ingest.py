@@ -1,0 +1,162 @@
+"""Ingest assets: the trading calendar, the inventory, the case library, changes and metrics."""
+
+
+import datetime as dt
+from collections.abc import Iterator
+
+import dagster as dg
+import polars as pl
+
+from features.ingest import load_metrics, load_source_tables
+from pipelines.metadata import markdown_table
+from pipelines.resources import FailcastResource
+
+GROUP = "ingest"
+QUARANTINE_CHECK = "quarantine_share_within_limit"
+CALENDAR_CHECK = "calendar_covers_next_30_days"
+CALENDAR_WARN_DAYS = 30
+
+
+def partition_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
+    """First and last as-of day of the run: one partition, or a single-run backfill range."""
+    keys = context.partition_key_range
+    return dt.date.fromisoformat(keys.start), dt.date.fromisoformat(keys.end)
+
+
+def _quarantine_examples(con, table: str, as_of: tuple[dt.date, dt.date] | None = None) -> pl.DataFrame:
+    where = "table_name = ?" + (" AND as_of BETWEEN ? AND ?" if as_of else "")
+    params = [table, *(as_of or ())]
+    return con.sql(
+        "SELECT reason, column_name, count(*) AS rows, any_value(source_file) AS example_file, "  # noqa: S608
+        f"min(\"row\") AS example_row, any_value(raw_value) AS example_value FROM quarantine WHERE {where} "
+        "GROUP BY ALL ORDER BY rows DESC",
+        params=params,
+    ).pl()
+
+
+def _share_check(asset: str, share: float, limit: float, rejected: int, read: int) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=QUARANTINE_CHECK,
+        passed=share <= limit,
+        metadata={"rejected_rows": rejected, "rows_read": read, "share": share, "limit": limit},
+        description=(
+            f"{rejected} of {read} rows quarantined ({share:.2%}); publishing stops above {limit:.2%}"
+        ),
+    )
+
+
+def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list:
+    @dg.asset(
+        group_name=GROUP,
+        kinds={"duckdb"},
+        description="Trading sessions with their cutoffs and label windows (table trading_calendar).",
+        check_specs=[dg.AssetCheckSpec(CALENDAR_CHECK, asset="trading_calendar")],
+    )
+    def trading_calendar(failcast: FailcastResource) -> Iterator:
+        settings = failcast.settings
+        calendar = settings.calendar
+        first = dt.date.fromisoformat(partitions.get_first_partition_key())
+        last = calendar.previous_session(calendar.last_day)
+        table = calendar.session_table(first, last)
+        with settings.warehouse().writer() as con:
+            con.register("sessions_frame", table)
+            con.execute("CREATE OR REPLACE TABLE trading_calendar AS SELECT * FROM sessions_frame")
+            con.unregister("sessions_frame")
+        coverage = calendar.future_coverage_days(dt.date.today())
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": table.height,
+                "exchange": calendar.exchange,
+                "timezone": calendar.timezone,
+                "cutoff": calendar.cutoff_time.strftime("%H:%M"),
+                "calendar_ends": calendar.last_day.isoformat(),
+                "overrides_from_calendar_csv": len(calendar.overrides),
+            }
+        )
+        yield dg.AssetCheckResult(
+            check_name=CALENDAR_CHECK,
+            passed=coverage >= CALENDAR_WARN_DAYS,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"days_covered_after_today": coverage, "calendar_ends": calendar.last_day.isoformat()},
+            description=(
+                f"The {calendar.exchange} calendar ends {calendar.last_day}: add the coming dates "
+                "to calendar.csv in the source before it runs out."
+            ),
+        )
+
+    table_specs = [
+        dg.AssetSpec("systems", group_name=GROUP, kinds={"duckdb"},
+                     description="Inventory: tiers, owners, dependencies, service dates."),
+        dg.AssetSpec("incidents", group_name=GROUP, kinds={"duckdb"}, deps=["systems"],
+                     description="The case library, instants as naive UTC."),
+        dg.AssetSpec("changes", group_name=GROUP, kinds={"duckdb"}, deps=["systems"],
+                     description="The change calendar; created_at says when a change was known."),
+    ]
+
+    @dg.multi_asset(
+        specs=table_specs,
+        check_specs=[
+            dg.AssetCheckSpec(QUARANTINE_CHECK, asset=spec.key, blocking=True) for spec in table_specs
+        ],
+        description="Validate and load systems.csv, incidents.csv and changes.csv together.",
+    )
+    def source_tables(failcast: FailcastResource) -> Iterator:
+        settings = failcast.settings
+        source = failcast.source_files()
+        with settings.warehouse().writer() as con:
+            results = load_source_tables(con, source)
+            examples = {r.table: _quarantine_examples(con, r.table) for r in results}
+        for r in results:
+            yield dg.MaterializeResult(
+                asset_key=r.table,
+                metadata={
+                    "dagster/row_count": r.rows_loaded,
+                    "source_file": r.file or "(none: optional file absent)",
+                    "rows_read": r.rows_read,
+                    "rows_rejected": r.rows_rejected,
+                    "values_dropped": r.values_dropped,
+                    "quarantine": markdown_table(examples[r.table]),
+                },
+            )
+        for r in results:
+            yield _share_check(r.table, r.reject_share, settings.quarantine_max_share,
+                               r.rows_rejected, r.rows_read)
+
+    @dg.asset(
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=GROUP,
+        kinds={"duckdb"},
+        deps=["systems"],
+        description=(
+            "Metric samples of each as-of day: [cutoff of the previous session, cutoff of this "
+            "one), read by DuckDB from the source's Parquet/CSV files."
+        ),
+        check_specs=[dg.AssetCheckSpec(QUARANTINE_CHECK, asset="metrics", blocking=True)],
+    )
+    def metrics(context: dg.AssetExecutionContext, failcast: FailcastResource) -> Iterator:
+        settings = failcast.settings
+        first, last = partition_dates(context)
+        with settings.warehouse().writer() as con:
+            load = load_metrics(con, failcast.source_files(), settings.calendar, first, last)
+            examples = _quarantine_examples(con, "metrics", (first, last))
+        context.log.info(
+            f"metrics {first}..{last}: {load.rows_loaded:,} samples loaded, "
+            f"{load.rows_rejected:,} quarantined, {load.duplicates_dropped:,} duplicates dropped"
+        )
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": load.rows_loaded,
+                "rows_read": load.rows_read,
+                "rows_rejected": load.rows_rejected,
+                "duplicates_dropped": load.duplicates_dropped,
+                "undated_rows_rejected": load.unplaced_rejected,
+                "as_of_range": f"{first}..{last}",
+                "quarantine": markdown_table(examples),
+            }
+        )
+        yield _share_check("metrics", load.reject_share, settings.quarantine_max_share,
+                           load.rows_rejected, load.rows_read)
+
+    return [trading_calendar, source_tables, metrics]

@@ -1,0 +1,124 @@
+"""Run failcast's Dagster jobs from the command line, recorded in the local Dagster instance.
+
+Runs go through a persistent instance (``DAGSTER_HOME``, by default ``<home>/dagster``), so
+``make ui`` shows every run the CLI made, with its materializations and checks. The console
+shows one line per step instead of Dagster's debug log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import sys
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from pipelines.settings import Settings
+
+DAGSTER_YAML = """\
+# Written by failcast: local storage under this folder, no telemetry, no welcome dialog.
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+"""
+
+
+class RunFailed(RuntimeError):
+    """A Dagster run failed; the message names the step and the reason."""
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    """Point DAGSTER_HOME at the settings' home unless the environment chose one."""
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+class _StepPrinter(logging.Handler):
+    """Prints a line when a step starts, succeeds or fails, and check failures."""
+
+    def __init__(self, stream) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        meta = getattr(record, "dagster_meta", None) or {}
+        event = meta.get("dagster_event")
+        if event is None:
+            return
+        kind, step = event.event_type_value, event.step_key
+        data = event.event_specific_data
+        if kind == "STEP_START":
+            print(f"  … {step}", file=self.stream, flush=True)
+        elif kind == "STEP_SUCCESS":
+            seconds = (getattr(data, "duration_ms", 0) or 0) / 1000
+            print(f"  ✓ {step} ({seconds:.1f} s)", file=self.stream, flush=True)
+        elif kind == "STEP_FAILURE":
+            error = getattr(getattr(data, "error", None), "cause", None) or getattr(data, "error", None)
+            message = getattr(error, "message", "") or ""
+            print(f"  ✗ {step}: {message.strip().splitlines()[-1] if message else 'failed'}",
+                  file=self.stream, flush=True)
+        elif kind == "ASSET_CHECK_EVALUATION" and not data.passed:
+            severity = getattr(data, "severity", None)
+            label = "warning" if severity and severity.value == "WARN" else "check failed"
+            print(f"  ! {label}: {data.asset_key.to_user_string()} {data.check_name}",
+                  file=self.stream, flush=True)
+
+
+@dg.logger(description="One line per step on the terminal.")
+def step_printer(_init_context) -> logging.Logger:
+    log = logging.Logger("failcast.steps", level=logging.DEBUG)
+    log.addHandler(_StepPrinter(sys.stderr))
+    return log
+
+
+def run_job(
+    defs: dg.Definitions,
+    job_name: str,
+    settings: Settings,
+    first: dt.date | None = None,
+    last: dt.date | None = None,
+    run_config: dict | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Execute ``job_name`` in this process for one as-of day or a range of them."""
+    ensure_dagster_home(settings)
+    tags: dict[str, str] = {}
+    partition_key = None
+    if first is not None:
+        last = last or first
+        if first == last:
+            partition_key = first.isoformat()
+        else:
+            tags = {
+                ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+                ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+            }
+    config = {**(run_config or {}), "loggers": {"steps": {}}}
+    job = defs.resolve_job_def(job_name)
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=partition_key,
+            tags=tags,
+            run_config=config,
+            raise_on_error=False,
+        )
+    if not result.success:
+        failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        where = failures[0].step_key if failures else job_name
+        raise RunFailed(
+            f"{job_name} failed at {where}; see the run {result.run_id} in the Dagster UI "
+            "(make ui)"
+        )
+    return result

@@ -1,0 +1,269 @@
+"""One settings object, built once: defaults < the source's failcast.toml < FAILCAST_* < flags.
+
+Every setting has one row in ``FIELDS``: its TOML section and key, its environment variable,
+how to parse it and its default. A wrong key or value fails with one line that names it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from features.source import CALENDAR, SETTINGS
+
+
+class SettingsError(ValueError):
+    """A setting has a wrong name or value."""
+
+
+def _timezone(value: Any) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r} (use an IANA name such as Asia/Shanghai)") from None
+    return str(value)
+
+
+def _cutoff(value: Any) -> dt.time:
+    from features.trading_time import parse_cutoff
+
+    return value if isinstance(value, dt.time) else parse_cutoff(str(value))
+
+
+def _severity(value: Any) -> int:
+    number = int(value)
+    if not 1 <= number <= 4:
+        raise ValueError(f"must be 1-4, got {value!r}")
+    return number
+
+
+def _share(value: Any) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"must be a share between 0 and 1, got {value!r}")
+    return number
+
+
+def _date(value: Any) -> dt.date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value))
+
+
+def _path(value: Any) -> Path:
+    return Path(str(value)).expanduser().resolve()
+
+
+def _positive_int(value: Any) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"must be a positive integer, got {value!r}")
+    return number
+
+
+def _thresholds(value: Any) -> tuple[float, float, float]:
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    numbers = tuple(float(p) for p in parts)
+    if len(numbers) != 3 or not 0 < numbers[0] < numbers[1] < numbers[2] < 1:
+        raise ValueError(
+            f"must be three increasing probabilities for elevated,high,critical, got {value!r}"
+        )
+    return numbers  # type: ignore[return-value]
+
+
+def _text(value: Any) -> str:
+    return str(value)
+
+
+def _optional_text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    section: str
+    key: str
+    parse: Callable[[Any], Any]
+    help: str
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("timezone", "time", "timezone", _timezone, "how naive timestamps are read; where the cutoff is"),
+    Field("exchange", "time", "exchange", _text, "exchange_calendars code, or 24/7"),
+    Field("cutoff", "time", "cutoff", _cutoff, "local time (HH:MM) that ends an as-of day"),
+    Field("max_severity", "label", "max_severity", _severity, "incidents of severity <= this are failures"),
+    Field("quarantine_max_share", "quality", "quarantine_max_share", _share,
+          "quarantined share of a table's rows that blocks publishing"),
+    Field("start", "pipeline", "start", _date, "first as-of day of the Dagster partitions"),
+    Field("train_window_days", "model", "train_window_days", _positive_int,
+          "trading days of labels a model trains on"),
+    Field("holdout_days", "model", "holdout_days", _positive_int,
+          "latest trading days held out to compare a new model with the champion"),
+    Field("model_name", "model", "name", _text, "registered model name in MLflow"),
+    Field("tier_thresholds", "risk", "tier_thresholds", _thresholds,
+          "risk at which a system becomes elevated, high, critical"),
+    Field("alert_budget", "risk", "alert_budget", _share, "share of systems flagged per day"),
+    Field("mlflow_tracking_uri", "mlflow", "tracking_uri", _optional_text,
+          "MLflow tracking URI (default: SQLite under the home directory)"),
+    Field("threads", "engine", "threads", _positive_int, "DuckDB threads"),
+    Field("memory_limit", "engine", "memory_limit", _text, "DuckDB memory limit"),
+)
+_BY_KEY = {(f.section, f.key): f for f in FIELDS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where failcast reads, where it writes, and the rules of time, labels and risk."""
+
+    source: Path
+    home: Path
+    timezone: str = "Asia/Shanghai"
+    exchange: str = "XSHG"
+    cutoff: dt.time = dt.time(18, 0)
+    max_severity: int = 4
+    quarantine_max_share: float = 0.01
+    start: dt.date | None = None
+    train_window_days: int = 500
+    holdout_days: int = 40
+    model_name: str = "failcast-risk"
+    tier_thresholds: tuple[float, float, float] = (0.05, 0.15, 0.35)
+    alert_budget: float = 0.05
+    mlflow_tracking_uri: str | None = None
+    threads: int = 2
+    memory_limit: str = "1500MB"
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    # ---------------------------------------------------------------- derived places
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def published_dir(self) -> Path:
+        return self.home / "published"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def artifact_location(self) -> str:
+        return (self.home / "mlartifacts").as_uri()
+
+    @cached_property
+    def calendar(self):
+        """The trading calendar of these settings, with the source's calendar.csv applied."""
+        from features.trading_time import TradingCalendar, read_calendar_overrides
+
+        overrides_path = self.source / CALENDAR
+        overrides = read_calendar_overrides(overrides_path) if overrides_path.is_file() else None
+        return TradingCalendar(self.exchange, self.timezone, self.cutoff, overrides)
+
+    def warehouse(self, **overrides):
+        from features.warehouse import Warehouse
+
+        options = {"timezone": self.timezone, "threads": self.threads,
+                   "memory_limit": self.memory_limit, **overrides}
+        return Warehouse(self.warehouse_path, **options)
+
+    def with_values(self, **values: Any) -> Settings:
+        return replace(self, **values)
+
+
+def default_home() -> Path:
+    return Path.cwd() / "data"
+
+
+def load_settings(
+    source: str | Path | None = None,
+    home: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **flags: Any,
+) -> Settings:
+    """Build the settings: defaults, then ``failcast.toml`` in the source, then the
+    environment (``FAILCAST_<NAME>``), then explicit flags (``None`` means not given)."""
+    env = os.environ if env is None else env
+    home_path = _path(home or env.get("FAILCAST_HOME") or default_home())
+    source_path = _path(source or env.get("FAILCAST_SOURCE") or home_path / "demo")
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+
+    toml_path = source_path / SETTINGS
+    if toml_path.is_file():
+        try:
+            document = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{toml_path}: not valid TOML ({exc})") from None
+        for section, table in document.items():
+            if not isinstance(table, dict):
+                raise SettingsError(f"{toml_path}: unknown top-level key {section!r}")
+            for key, raw in table.items():
+                spec = _BY_KEY.get((section, key))
+                if spec is None:
+                    known = ", ".join(f"[{f.section}] {f.key}" for f in FIELDS)
+                    raise SettingsError(
+                        f"{toml_path}: unknown setting [{section}] {key} (known: {known})"
+                    )
+                values[spec.name] = _parse(spec, raw, f"{toml_path} [{section}] {key}")
+                origins[spec.name] = str(toml_path)
+
+    for spec in FIELDS:
+        variable = f"FAILCAST_{spec.name.upper()}"
+        if env.get(variable) not in (None, ""):
+            values[spec.name] = _parse(spec, env[variable], variable)
+            origins[spec.name] = variable
+
+    names = {f.name for f in FIELDS}
+    for name, raw in flags.items():
+        if name not in names:
+            raise SettingsError(f"unknown setting {name!r}")
+        if raw is not None:
+            spec = next(f for f in FIELDS if f.name == name)
+            values[name] = _parse(spec, raw, f"--{name.replace('_', '-')}")
+            origins[name] = "flag"
+
+    settings = Settings(source=source_path, home=home_path, origins=origins, **values)
+    _check_exchange(settings)
+    return settings
+
+
+def _parse(spec: Field, raw: Any, where: str) -> Any:
+    try:
+        return spec.parse(raw)
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(f"{where}: {exc}") from None
+
+
+def _check_exchange(settings: Settings) -> None:
+    import exchange_calendars as xcals
+
+    if not xcals.calendar_utils.global_calendar_dispatcher.has_calendar(settings.exchange):
+        where = settings.origins.get("exchange", "default")
+        raise SettingsError(
+            f"{where}: unknown exchange calendar {settings.exchange!r} "
+            "(use an exchange_calendars code such as XSHG, XHKG, XNYS, or 24/7)"
+        )
+
+
+def describe(settings: Settings) -> list[tuple[str, str, str]]:
+    """(name, value, where it came from) for every setting, for `failcast settings`."""
+    rows = [("source", str(settings.source), ""), ("home", str(settings.home), "")]
+    for f in fields(settings):
+        if f.name in ("source", "home", "origins"):
+            continue
+        rows.append((f.name, str(getattr(settings, f.name)), settings.origins.get(f.name, "default")))
+    return rows

@@ -1,0 +1,133 @@
+"""Loading a source into the warehouse: partitions by cutoff, replacement, quarantine."""
+
+import datetime as dt
+import subprocess
+import sys
+import textwrap
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from features.ingest import load_metrics, load_source_tables
+from features.source import Source
+from features.trading_time import TradingCalendar
+from features.warehouse import Warehouse
+from tests.conftest import write_source
+
+CAL = TradingCalendar("XSHG", "Asia/Shanghai")
+MON, TUE = dt.date(2025, 6, 9), dt.date(2025, 6, 10)
+
+METRICS = (
+    "ts,system_id,metric,value\n"
+    "2025-06-06T18:00:00,A,cpu_pct,1\n"  # Friday's cutoff exactly: Monday's partition
+    "2025-06-08T12:00:00,A,cpu_pct,2\n"  # the weekend: Monday's partition
+    "2025-06-09T17:59:59,A,cpu_pct,3\n"  # just before Monday's cutoff
+    "2025-06-09T18:00:00,A,cpu_pct,4\n"  # Monday's cutoff: Tuesday's partition
+    "2025-06-09T18:00:00,A,cpu_pct,4\n"  # an exact duplicate
+    "2025-06-10T01:00:00+00:00,A,cpu_pct,5\n"  # an instant with an offset (09:00 local)
+    "2025-06-10T10:00:00,A,cpu_pct,\n"  # empty value: a missing sample, kept
+    "2025-06-10T10:00:00,A,mem_pct,NaN\n"  # NaN: a missing sample, kept
+    "2025-06-10T10:00:00,A,io_pct,inf\n"  # infinite: quarantined
+    "2025-06-10T10:00:00,A,io_pct,lots\n"  # not a number: quarantined
+    "2025-06-10T10:00:00,Z,cpu_pct,1\n"  # unknown system: quarantined
+    "yesterday,A,cpu_pct,1\n"  # no usable timestamp: quarantined once, in no partition
+)
+
+
+HOLD_READ_ONLY = textwrap.dedent("""
+    import duckdb, sys, time
+    con = duckdb.connect(sys.argv[1], read_only=True)
+    print("holding", flush=True)
+    time.sleep(2.0)
+    print(con.execute("SELECT count(*) FROM metrics").fetchall()[0][0], flush=True)
+""")
+
+
+def load(root, first=MON, last=TUE):
+    warehouse = Warehouse(root / "wh.duckdb", timezone="Asia/Shanghai")
+    with warehouse.writer() as con:
+        load_source_tables(con, Source.open(root))
+        result = load_metrics(con, Source.open(root), CAL, first, last)
+    return warehouse, result
+
+
+def rows(warehouse, sql, params=()):
+    with warehouse.reader() as con:
+        return con.execute(sql, list(params)).fetchall()
+
+
+@pytest.fixture
+def source(tmp_path):
+    return write_source(tmp_path / "src", metrics={"day/m.csv": METRICS})
+
+
+def test_samples_fall_in_the_partition_of_the_next_cutoff(source):
+    warehouse, result = load(source)
+    values = rows(warehouse, "SELECT as_of, value FROM metrics WHERE metric = 'cpu_pct' ORDER BY ts")
+    assert values == [(MON, 1.0), (MON, 2.0), (MON, 3.0), (TUE, 4.0), (TUE, 5.0), (TUE, None)]
+    assert result.duplicates_dropped == 1
+    assert result.rows_read == 11 and result.rows_loaded == 7 and result.rows_rejected == 3
+
+
+def test_bad_metric_rows_are_quarantined_with_file_row_and_reason(source):
+    warehouse, result = load(source)
+    found = rows(warehouse, "SELECT row, column_name, reason, raw_value, as_of FROM quarantine "
+                 "WHERE table_name = 'metrics' ORDER BY row")
+    assert found == [
+        (9, "value", "value is infinite", "inf", TUE),
+        (10, "value", "value is not a number", "lots", TUE),
+        (11, "system_id", "unknown system_id", "Z", TUE),
+        (12, "ts", "ts is not an ISO-8601 timestamp", "yesterday", None),
+    ]
+    assert result.unplaced_rejected == 1
+    assert rows(warehouse, "SELECT count(*) FROM metrics WHERE metric = 'mem_pct' AND value IS NULL") == [(1,)]
+
+
+def test_reloading_a_partition_replaces_it(source):
+    warehouse, _ = load(source)
+    before = rows(warehouse, "SELECT * FROM metrics ORDER BY ts, metric")
+    with warehouse.writer() as con:
+        load_metrics(con, Source.open(source), CAL, TUE, TUE)
+        load_metrics(con, Source.open(source), CAL, MON, TUE)
+    assert rows(warehouse, "SELECT * FROM metrics ORDER BY ts, metric") == before
+    assert rows(warehouse, "SELECT count(*) FROM quarantine WHERE table_name = 'metrics'") == [(4,)]
+
+
+def test_parquet_with_naive_and_aware_timestamps(tmp_path):
+    root = write_source(tmp_path / "src")
+    folder = root / "metrics" / "date=2025-06-10"
+    folder.mkdir(parents=True)
+    naive = pa.table({"ts": pa.array([dt.datetime(2025, 6, 10, 9, 0)], pa.timestamp("us")),
+                      "system_id": ["A"], "metric": ["cpu_pct"], "value": [1.5]})
+    pq.write_table(naive, folder / "naive.parquet")
+    aware_root = write_source(tmp_path / "aware")
+    (aware_root / "metrics").mkdir()
+    aware = pa.table({"ts": pa.array([dt.datetime(2025, 6, 10, 1, 0, tzinfo=dt.UTC)],
+                                     pa.timestamp("us", tz="UTC")),
+                      "system_id": ["B"], "metric": ["cpu_pct"], "value": [2.5]})
+    pq.write_table(aware, aware_root / "metrics" / "aware.parquet")
+    for path, system in ((root, "A"), (aware_root, "B")):
+        warehouse, _ = load(path, TUE, TUE)
+        assert rows(warehouse, "SELECT ts, system_id FROM metrics") == [
+            (dt.datetime(2025, 6, 10, 1, 0), system)]
+
+
+def test_source_without_metrics_or_changes_loads(tmp_path):
+    root = write_source(tmp_path / "src",
+                        incidents="incident_id,system_id,opened_at,severity\nI1,A,2025-06-09T10:00:00,2\n")
+    warehouse, result = load(root)
+    assert result.rows_read == 0
+    assert rows(warehouse, "SELECT count(*) FROM changes") == [(0,)]
+    assert rows(warehouse, "SELECT count(*) FROM incidents") == [(1,)]
+
+
+def test_a_writer_waits_for_a_reader_in_another_process(source, tmp_path):
+    warehouse, _ = load(source)
+    reader = subprocess.Popen([sys.executable, "-c", HOLD_READ_ONLY, str(warehouse.path)],
+                              stdout=subprocess.PIPE, text=True)
+    assert reader.stdout.readline().strip() == "holding"
+    with warehouse.writer() as con:  # blocked until the reader lets go, then succeeds
+        load_metrics(con, Source.open(source), CAL, TUE, TUE)
+    assert reader.wait(timeout=30) == 0
+    assert int(reader.stdout.readline()) == 7  # the reader saw a whole, consistent table

@@ -1,0 +1,50 @@
+import datetime as dt
+
+import pytest
+
+from pipelines.settings import SettingsError, load_settings
+
+
+def test_toml_then_environment_then_flags(tmp_path):
+    (tmp_path / "failcast.toml").write_text(
+        '[time]\ntimezone = "America/Denver"\ncutoff = "17:30"\nexchange = "24/7"\n'
+        "[label]\nmax_severity = 2\n"
+    )
+    env = {"FAILCAST_CUTOFF": "19:00", "FAILCAST_MAX_SEVERITY": "3"}
+    settings = load_settings(tmp_path, tmp_path / "home", env=env, max_severity=1)
+    assert settings.timezone == "America/Denver"  # from the toml
+    assert settings.cutoff == dt.time(19, 0)  # the environment beats the toml
+    assert settings.max_severity == 1  # a flag beats both
+    assert settings.origins["cutoff"] == "FAILCAST_CUTOFF"
+    assert settings.warehouse_path == (tmp_path / "home" / "warehouse.duckdb").resolve()
+
+
+def test_defaults_without_any_configuration(tmp_path):
+    settings = load_settings(tmp_path, tmp_path, env={})
+    assert (settings.timezone, settings.exchange, settings.cutoff) == (
+        "Asia/Shanghai", "XSHG", dt.time(18))
+    assert settings.max_severity == 4 and settings.quarantine_max_share == 0.01
+    assert settings.tracking_uri.startswith("sqlite:///")
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[time]\ntimzone = 'UTC'\n", r"unknown setting \[time\] timzone"),
+        ("[time]\ntimezone = 'Mars/Olympus'\n", r"\[time\] timezone: unknown timezone"),
+        ("[time]\ncutoff = '6pm'\n", r"\[time\] cutoff: cutoff must be HH:MM"),
+        ("[label]\nmax_severity = 7\n", r"\[label\] max_severity: must be 1-4"),
+        ("[time]\nexchange = 'NOPE'\n", r"unknown exchange calendar 'NOPE'"),
+        ("[time\n", "not valid TOML"),
+    ],
+)
+def test_a_wrong_key_or_value_is_one_line_naming_it(tmp_path, toml, message):
+    (tmp_path / "failcast.toml").write_text(toml)
+    with pytest.raises(SettingsError, match=message) as info:
+        load_settings(tmp_path, tmp_path, env={})
+    assert "\n" not in str(info.value)
+
+
+def test_environment_value_errors_name_the_variable(tmp_path):
+    with pytest.raises(SettingsError, match="FAILCAST_QUARANTINE_MAX_SHARE"):
+        load_settings(tmp_path, tmp_path, env={"FAILCAST_QUARANTINE_MAX_SHARE": "2"})
