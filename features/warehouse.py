@@ -153,3 +153,47 @@ def table_columns(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
 def quote_ident(name: str) -> str:
     """Quote an identifier that came from data (a column name) for use in SQL."""
     return '"' + name.replace('"', '""') + '"'
+
+
+_DUCKDB_TYPES = {
+    "Float64": "DOUBLE", "Float32": "DOUBLE", "Int64": "BIGINT", "Int32": "INTEGER",
+    "Int16": "INTEGER", "Int8": "INTEGER", "UInt32": "BIGINT", "UInt64": "UBIGINT",
+    "Boolean": "BOOLEAN", "String": "VARCHAR", "Date": "DATE",
+}
+
+
+def _duckdb_type(dtype) -> str:
+    name = str(dtype)
+    if name.startswith("Datetime"):
+        return "TIMESTAMP"
+    return _DUCKDB_TYPES.get(name.split("(")[0], "VARCHAR")
+
+
+def replace_by_name(con, table: str, frame, date_column: str, first, last) -> None:
+    """Replace the rows of ``first..last`` in ``table`` with ``frame``, in one transaction.
+
+    The table's columns follow the frame: a column the table lacks is added, a column the
+    frame lacks stays NULL for these rows. That is how a wide feature table grows when a new
+    metric appears, without rewriting the past.
+    """
+    con.register("replacement_rows", frame)
+    try:
+        with transaction(con):
+            if not table_exists(con, table):
+                con.execute(
+                    f"CREATE TABLE {quote_ident(table)} AS SELECT * FROM replacement_rows LIMIT 0"  # noqa: S608
+                )
+            present = set(table_columns(con, table))
+            for column, dtype in frame.schema.items():
+                if column not in present:
+                    con.execute(
+                        f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(column)} "
+                        f"{_duckdb_type(dtype)}"
+                    )
+            con.execute(
+                f"DELETE FROM {quote_ident(table)} WHERE {quote_ident(date_column)} BETWEEN ? AND ?",  # noqa: S608
+                [first, last],
+            )
+            con.execute(f"INSERT INTO {quote_ident(table)} BY NAME SELECT * FROM replacement_rows")  # noqa: S608
+    finally:
+        con.unregister("replacement_rows")

@@ -12,6 +12,7 @@ import warnings
 
 import dagster as dg
 
+from pipelines.assets.features import build_feature_assets
 from pipelines.assets.ingest import build_ingest_assets
 from pipelines.partitions import trading_day_partitions
 from pipelines.resources import build_resources
@@ -24,15 +25,20 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 def build_definitions(settings: Settings, today: dt.date | None = None) -> dg.Definitions:
     partitions = trading_day_partitions(settings.calendar, settings.start, today)
-    assets = [*build_ingest_assets(partitions)]
+    assets = [*build_ingest_assets(partitions), *build_feature_assets(partitions)]
     ingest_job = dg.define_asset_job(
         "ingest_job",
         selection=dg.AssetSelection.groups("ingest"),
         description="Load the source into the warehouse for one as-of day (or a range).",
     )
+    features_job = dg.define_asset_job(
+        "features_job",
+        selection=dg.AssetSelection.groups("ingest", "features"),
+        description="Ingest and build the point-in-time features for one as-of day (or a range).",
+    )
     return dg.Definitions(
         assets=assets,
-        jobs=[ingest_job],
+        jobs=[ingest_job, features_job],
         resources=build_resources(settings),
         loggers={"steps": step_printer, **dg.default_loggers()},
     )

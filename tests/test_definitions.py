@@ -29,10 +29,14 @@ def test_asset_graph_snapshot(defs):
         "incidents": ("ingest", None),
         "changes": ("ingest", None),
         "metrics": ("ingest", "DailyPartitionsDefinition"),
+        "metric_day_stats": ("features", "DailyPartitionsDefinition"),
+        "system_day_features": ("features", "DailyPartitionsDefinition"),
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert ("metrics", "quarantine_share_within_limit") in checks
     assert ("trading_calendar", "calendar_covers_next_30_days") in checks
+    assert {("system_day_features", name) for name in (
+        "one_row_per_active_system", "no_infinite_values", "no_feature_entirely_null")} <= checks
 
 
 def test_partitions_are_trading_days_only(defs):

@@ -1,0 +1,145 @@
+"""Feature assets: per-day metric statistics and the point-in-time feature table."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+import polars as pl
+
+from features.build import TABLE, FeatureSummary, build_and_write_features
+from features.metric_features import LOOKBACK_SESSIONS
+from features.metric_stats import build_metric_day_stats
+from pipelines.assets.ingest import partition_dates
+from pipelines.metadata import markdown_table
+from pipelines.resources import FailcastResource
+
+GROUP = "features"
+ROWS_CHECK = "one_row_per_active_system"
+FINITE_CHECK = "no_infinite_values"
+NULL_CHECK = "no_feature_entirely_null"
+
+
+def _feature_checks(con, summary: FeatureSummary, sessions: list) -> list[dg.AssetCheckResult]:
+    first = summary.first
+    active = con.execute(
+        """
+        SELECT count(*) FROM systems s JOIN (SELECT unnest(?::DATE[]) AS as_of) d
+          ON (s.active_from IS NULL OR s.active_from <= d.as_of)
+         AND (s.active_to IS NULL OR d.as_of <= s.active_to)
+        """,
+        [sessions],
+    ).fetchall()[0][0]
+    infinite = sorted(summary.infinite)
+    empty_now = [c for c, nulls in summary.null_counts.items() if nulls == summary.rows]
+    # A feature that had values before this range and has none in it points at a broken feed;
+    # features that simply need more history (baselines) are not flagged.
+    previous = con.sql(
+        f"SELECT * FROM {TABLE} WHERE as_of < ? ORDER BY as_of DESC LIMIT 2000",  # noqa: S608
+        params=[first],
+    ).pl() if empty_now else pl.DataFrame()
+    went_empty = [c for c in empty_now if c in previous.columns and previous[c].null_count() < previous.height]
+    return [
+        dg.AssetCheckResult(
+            check_name=ROWS_CHECK,
+            passed=summary.rows == active and summary.duplicates == 0,
+            metadata={"rows": summary.rows, "active_system_days": active,
+                      "duplicates": summary.duplicates},
+            description="Exactly one feature row per system in service and as-of day.",
+        ),
+        dg.AssetCheckResult(
+            check_name=FINITE_CHECK,
+            passed=not infinite,
+            metadata={"infinite_features": ", ".join(infinite) or "none"},
+        ),
+        dg.AssetCheckResult(
+            check_name=NULL_CHECK,
+            passed=not went_empty,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "features_gone_empty": ", ".join(went_empty) or "none",
+                "features_without_values_yet": len(empty_now) - len(went_empty),
+            },
+            description="Features that had values before and are entirely empty now.",
+        ),
+    ]
+
+
+def build_feature_assets(partitions: dg.PartitionsDefinition) -> list:
+    @dg.asset(
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=GROUP,
+        kinds={"duckdb"},
+        deps=["metrics"],
+        description=(
+            "Per (system, metric, as-of day): mean, std, min, max, exact p95, last value, "
+            "post-market mean and max, coverage and longest gap, in one pass over the samples."
+        ),
+    )
+    def metric_day_stats(context: dg.AssetExecutionContext, failcast: FailcastResource) -> dg.MaterializeResult:
+        settings = failcast.settings
+        first, last = partition_dates(context)
+        sessions = settings.calendar.session_table(first, last)
+        with settings.warehouse().writer() as con:
+            rows = build_metric_day_stats(con, sessions)
+            metrics = con.execute(
+                "SELECT count(DISTINCT metric), count(DISTINCT system_id) FROM metric_day_stats "
+                "WHERE as_of BETWEEN ? AND ?", [first, last]).fetchall()[0]
+        return dg.MaterializeResult(
+            metadata={"dagster/row_count": rows, "metrics": metrics[0], "systems": metrics[1],
+                      "as_of_range": f"{first}..{last}"}
+        )
+
+    @dg.asset(
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=GROUP,
+        kinds={"duckdb", "polars"},
+        deps=[
+            dg.AssetDep(
+                "metric_day_stats",
+                partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-LOOKBACK_SESSIONS),
+            ),
+            "systems",
+            "incidents",
+            "changes",
+        ],
+        description=(
+            "One row per system in service and as-of day: metric levels, baselines, trends and "
+            "limits; incident history of the system, its dependencies and its peers; changes in "
+            "the label window; calendar and inventory. Only data before the day's cutoff."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(ROWS_CHECK, asset="system_day_features", blocking=True),
+            dg.AssetCheckSpec(FINITE_CHECK, asset="system_day_features", blocking=True),
+            dg.AssetCheckSpec(NULL_CHECK, asset="system_day_features"),
+        ],
+    )
+    def system_day_features(context: dg.AssetExecutionContext, failcast: FailcastResource) -> Iterator:
+        settings = failcast.settings
+        first, last = partition_dates(context)
+        with settings.warehouse().writer() as con:
+            summary = build_and_write_features(
+                con, settings.calendar, first, last,
+                on_chunk=lambda done, total: context.log.info(f"features: chunk {done}/{total}"),
+            )
+            checks = _feature_checks(con, summary, settings.calendar.sessions(first, last))
+        features = summary.features
+        nulls = pl.DataFrame(
+            {"feature": features,
+             "null_share": [summary.null_counts[c] / max(summary.rows, 1) for c in features]}
+        ).sort("null_share", descending=True)
+        latest = summary.latest
+        preview_columns = ["system_id", "as_of", *features[:12]]
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": summary.rows,
+                "features": len(features),
+                "systems_per_day": latest.height,
+                "as_of_range": f"{first}..{last}",
+                "null_shares": markdown_table(nulls, max_rows=15),
+                "preview": markdown_table(latest.select(preview_columns), max_rows=10),
+            }
+        )
+        yield from checks
+
+    return [metric_day_stats, system_day_features]
