@@ -138,8 +138,9 @@ def build_features(
     finally:
         con.unregister("base_sessions")
     if numeric.height:
-        parts.append(numeric.pivot(on="feature", index=["system_id", "as_of"], values="value",
-                                   aggregate_function="first"))
+        wide = numeric.pivot(on="feature", index=["system_id", "as_of"], values="value",
+                             aggregate_function="first")
+        parts.append(wide.select("system_id", "as_of", *sorted(wide.columns[2:])))
     frame = base
     for part in parts:
         if part.width > 2 and part.height:
@@ -147,7 +148,8 @@ def build_features(
     zero = [c for c in ZERO_WHEN_MISSING if c in frame.columns]
     frame = frame.with_columns(pl.col(zero).fill_null(0))
     features = [c for c in frame.columns if c not in KEYS]
-    frame = frame.with_columns(pl.col(features).cast(pl.Float64))
+    # NaN (a slope over one point, say) means "unknown" here, exactly like NULL.
+    frame = frame.with_columns(pl.col(features).cast(pl.Float64).fill_nan(None))
     return frame.sort("as_of", "system_id")
 
 

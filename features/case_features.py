@@ -157,8 +157,7 @@ def case_features(con: duckdb.DuckDBPyConnection) -> list[pl.DataFrame]:
         peers = peers_long.unpivot(
             index=["system_id", "as_of", "attribute"], on=["peer_inc_7d", "peer_inc_30d"]
         ).with_columns(feature=pl.lit("peer_") + pl.col("attribute") + "_" + pl.col("variable").str.slice(5))
-        frames.append(
-            peers.pivot(on="feature", index=["system_id", "as_of"], values="value",
-                        aggregate_function="first")
-        )
+        wide = peers.pivot(on="feature", index=["system_id", "as_of"], values="value",
+                           aggregate_function="first")
+        frames.append(wide.select("system_id", "as_of", *sorted(wide.columns[2:])))
     return frames

@@ -97,6 +97,10 @@ def metric_features(
         feature=pl.col("metric") + "__" + pl.col("stat"),
         value=pl.col("value").cast(pl.Float64),
     )
-    return melted.pivot(
+    wide = melted.pivot(
         on="feature", index=["as_of", "system_id"], values="value", aggregate_function="first"
     )
+    # Columns in a stable order (metric, then feature) whatever order the rows came in.
+    rank = {stat: i for i, stat in enumerate(FEATURES_PER_METRIC)}
+    features = sorted(wide.columns[2:], key=lambda c: (c.rsplit("__", 1)[0], rank[c.rsplit("__", 1)[1]]))
+    return wide.select("as_of", "system_id", *features)

@@ -131,3 +131,17 @@ def test_a_writer_waits_for_a_reader_in_another_process(source, tmp_path):
         load_metrics(con, Source.open(source), CAL, TUE, TUE)
     assert reader.wait(timeout=30) == 0
     assert int(reader.stdout.readline()) == 7  # the reader saw a whole, consistent table
+
+
+def test_nan_in_parquet_with_statistics_is_a_missing_sample(tmp_path):
+    """pyarrow writes min/max statistics that leave NaN out; NaN must still become NULL."""
+    root = write_source(tmp_path / "src")
+    (root / "metrics").mkdir()
+    moments = [dt.datetime(2025, 6, 10, 9, m) for m in range(3)]
+    pq.write_table(pa.table({"ts": pa.array(moments, pa.timestamp("us")),
+                             "system_id": ["A"] * 3, "metric": ["cpu_pct"] * 3,
+                             "value": pa.array([1.0, float("nan"), 2.0], pa.float32())}),
+                   root / "metrics" / "nan.parquet")
+    warehouse, result = load(root, TUE, TUE)
+    assert rows(warehouse, "SELECT value FROM metrics ORDER BY ts") == [(1.0,), (None,), (2.0,)]
+    assert result.rows_rejected == 0
