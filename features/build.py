@@ -186,6 +186,18 @@ def build_and_write_features(
     return summary
 
 
+ACTIVE_SYSTEM_DAYS = """
+SELECT count(*) FROM systems s JOIN (SELECT unnest(?::DATE[]) AS as_of) d
+  ON (s.active_from IS NULL OR s.active_from <= d.as_of)
+ AND (s.active_to IS NULL OR d.as_of <= s.active_to)
+"""
+
+
+def active_system_days(con: duckdb.DuckDBPyConnection, sessions: list[dt.date]) -> int:
+    """How many (system, day) pairs of ``sessions`` have the system in service."""
+    return con.execute(ACTIVE_SYSTEM_DAYS, [sessions]).fetchall()[0][0]
+
+
 def feature_columns(frame: pl.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in KEYS]
 

@@ -1,7 +1,7 @@
 """Labels: did a failure open in the label window ``(cutoff(d), cutoff(next session)]``?
 
 A label is *known* once its window has closed: the label of ``d`` is known at the cutoff of
-the next session. ``labels`` returns only labels known at ``known_at`` (an as-of day), which is
+the next session. Only labels known at ``known_at`` (an as-of day) are ever returned, which is
 how training for an as-of day uses only what was known then.
 """
 
@@ -18,12 +18,30 @@ LABELS = """
 SELECT b.system_id, b.as_of, b.target_date,
        count(i.incident_id) > 0 AS label,
        count(i.incident_id) AS failures
-FROM feature_keys b
+FROM ({keys}) b
 LEFT JOIN incidents i
   ON i.system_id = b.system_id AND i.severity <= ?
  AND i.opened_at > b.cutoff_utc AND i.opened_at <= b.target_cutoff_utc
 GROUP BY ALL
 """
+
+_KEYS_FROM_FRAME = """
+SELECT k.system_id, k.as_of, s.target_date, s.cutoff_utc, s.target_cutoff_utc
+FROM label_keys k JOIN label_sessions s ON s.as_of = k.as_of
+"""
+_KEYS_FROM_FEATURES = """
+SELECT f.system_id, f.as_of, s.target_date, s.cutoff_utc, s.target_cutoff_utc
+FROM system_day_features f JOIN label_sessions s ON s.as_of = f.as_of
+"""
+
+
+def known_sessions(calendar: TradingCalendar, first: dt.date, last: dt.date,
+                   known_at: dt.date | None) -> list[dt.date]:
+    """Sessions ``first..last`` whose label window has closed by ``known_at``'s cutoff."""
+    sessions = calendar.sessions(first, last)
+    if known_at is None:
+        return sessions
+    return [d for d in sessions if calendar.next_session(d) <= known_at]
 
 
 def labels(
@@ -33,27 +51,47 @@ def labels(
     max_severity: int,
     known_at: dt.date | None = None,
 ) -> pl.DataFrame:
-    """Labels of the (system_id, as_of) rows in ``keys``.
-
-    With ``known_at``, rows whose window closes after ``known_at``'s cutoff are dropped, and so
-    are incidents opened after that cutoff: nothing later than the as-of day can leak in.
-    """
+    """Labels of the (system_id, as_of) rows in ``keys`` that are known at ``known_at``."""
+    empty = pl.DataFrame(schema={"system_id": pl.String, "as_of": pl.Date, "target_date": pl.Date,
+                                 "label": pl.Boolean, "failures": pl.Int64})
     if keys.is_empty():
-        return keys.select("system_id", "as_of").with_columns(
-            target_date=pl.lit(None, pl.Date), label=pl.lit(None, pl.Boolean),
-            failures=pl.lit(None, pl.Int64))
-    first, last = keys["as_of"].min(), keys["as_of"].max()
-    if known_at is not None:
-        last = min(last, calendar.previous_session(calendar.next_session(known_at)))
-        known_sessions = [d for d in calendar.sessions(first, last) if calendar.next_session(d) <= known_at]
-        if not known_sessions:
-            return labels(con, calendar, keys.head(0), max_severity)
-        last = known_sessions[-1]
-    sessions = calendar.session_table(first, last).select("as_of", "cutoff_utc", "target_cutoff_utc",
-                                                          "target_date")
-    frame = keys.select("system_id", "as_of").join(sessions, on="as_of", how="inner")
-    con.register("feature_keys", frame)
+        return empty
+    days = known_sessions(calendar, keys["as_of"].min(), keys["as_of"].max(), known_at)
+    if not days:
+        return empty
+    con.register("label_keys", keys.select("system_id", "as_of"))
+    con.register("label_sessions", calendar.session_table(days[0], days[-1]))
     try:
-        return con.sql(LABELS, params=[max_severity]).pl().sort("as_of", "system_id")
+        return con.sql(LABELS.format(keys=_KEYS_FROM_FRAME), params=[max_severity]).pl().sort(
+            "as_of", "system_id")
     finally:
-        con.unregister("feature_keys")
+        con.unregister("label_keys")
+        con.unregister("label_sessions")
+
+
+def create_label_table(
+    con: duckdb.DuckDBPyConnection,
+    calendar: TradingCalendar,
+    first: dt.date,
+    last: dt.date,
+    max_severity: int,
+    known_at: dt.date,
+    name: str = "window_labels",
+) -> int:
+    """A TEMP table of the known labels of every feature row in ``first..last``; its size."""
+    days = known_sessions(calendar, first, last, known_at)
+    table = {"window_labels": "window_labels"}[name]  # one fixed name, never from data
+    if not days:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (system_id VARCHAR, as_of DATE, "
+                    "target_date DATE, label BOOLEAN, failures BIGINT)")
+        return 0
+    con.register("label_sessions", calendar.session_table(days[0], days[-1]))
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS "  # noqa: S608
+            + LABELS.format(keys=_KEYS_FROM_FEATURES),
+            [max_severity],
+        )
+    finally:
+        con.unregister("label_sessions")
+    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]  # noqa: S608

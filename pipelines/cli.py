@@ -149,6 +149,210 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_nightly(args: argparse.Namespace) -> int:
+    """Run the evening job for an as-of day: ingest, features, score, publish."""
+    from pipelines.definitions import build_definitions
+    from pipelines.runner import run_job
+
+    settings = _settings(args)
+    day = settings.calendar.require_session(args.date)
+    _say(f"nightly run for as-of {day} ({settings.source})")
+    run_job(build_definitions(settings), "nightly_job", settings, day, day)
+    target = settings.calendar.next_session(day)
+    _say(f"published: {settings.published_dir / str(target) / 'change_review.html'}")
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a model on the labels known at an as-of day and put it through the champion gate."""
+    from pipelines.definitions import build_definitions
+    from pipelines.runner import run_job
+
+    settings = _settings(args)
+    config = {"as_of": args.as_of.isoformat()} if args.as_of else {}
+    run_job(build_definitions(settings), "retrain_job", settings,
+            run_config={"ops": {"training_set": {"config": config}}})
+    from models.registry import CHAMPION, ModelRegistry
+
+    registry = ModelRegistry(settings.tracking_uri, settings.artifact_location, settings.model_name)
+    tags = registry.version_tags(CHAMPION)
+    _say(f"champion: {settings.model_name} v{registry.version_by_alias(CHAMPION).version} "
+         f"({tags.get('decision', '')})")
+    return EXIT_OK
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Walk-forward backtest of any source directory: every as-of day scored by a model trained
+    only on the labels known at its cutoff. Writes system_id, as_of, target_date, risk (and the
+    baselines and the outcome where known) to --out, .parquet or .csv."""
+    import shutil
+    import tempfile
+
+    from models.backtest_run import backtest_source
+
+    settings = _settings(args)
+    if args.end < args.start:
+        raise UsageError(f"--end {args.end} is before --start {args.start}")
+    out = Path(args.out).resolve()
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise UsageError(f"--out must end in .parquet or .csv, got {out.name}")
+    work = Path(args.work).resolve() if args.work else Path(tempfile.mkdtemp(prefix="failcast-backtest-"))
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    try:
+        result = backtest_source(
+            settings.source, settings.calendar, args.start, args.end, work, out=out,
+            max_severity=settings.max_severity, retrain=args.retrain,
+            train_sessions=args.train_days or settings.train_window_days,
+            threads=settings.threads, memory_limit=settings.memory_limit, progress=not args.quiet,
+        )
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    scores = result.scores
+    _say(f"wrote {out}: {scores.height:,} scores, {scores['system_id'].n_unique():,} systems, "
+         f"{scores['as_of'].n_unique()} as-of days, {len(result.steps)} retrainings "
+         f"in {time.perf_counter() - started:.0f} s")
+    fallback = [s for s in result.steps if s.scorer != "model"]
+    if fallback:
+        _say(f"  {len(fallback)} period(s) scored by the recent incident rate: {fallback[0].note}")
+    if result.metrics.height:
+        metrics_path = out.with_name(out.stem + "_metrics.csv")
+        result.metrics.write_csv(metrics_path)
+        _print_metrics(result.metrics)
+        _say(f"metrics: {metrics_path}")
+        if not args.no_mlflow:
+            _log_backtest(settings, args, result)
+    else:
+        _say("no outcome is known for the range yet: no metrics")
+    return EXIT_OK
+
+
+def _print_metrics(table) -> None:
+    columns = ("pr_auc", "roc_auc", "brier", "precision_at_5pct", "recall_at_5pct", "mean_risk")
+    print(f"{'scorer':<22}" + "".join(f"{c:>19}" for c in columns))
+    for row in table.iter_rows(named=True):
+        print(f"{row['scorer']:<22}" + "".join(f"{row[c]:>19.5f}" for c in columns))
+    first = table.row(0, named=True)
+    print(f"rows {int(first['rows']):,}, failures {int(first['failures']):,}, "
+          f"base rate {first['base_rate']:.5f}")
+
+
+def _log_backtest(settings, args, result) -> None:
+    from models.evaluate import HEADLINE
+    from models.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.tracking_uri, settings.artifact_location, settings.model_name)
+    run_id, experiment_id = registry.log_backtest(
+        params={"source": settings.source, "start": args.start, "end": args.end,
+                "retrain": args.retrain, "train_sessions": args.train_days or settings.train_window_days},
+        metrics={f"{row['scorer'].replace(' ', '_')}_{k}": row[k]
+                 for row in result.metrics.iter_rows(named=True) for k in HEADLINE},
+        table=result.metrics,
+        tags={"run_name": f"backtest {settings.source.name} {args.start}..{args.end}"})
+    _say(f"MLflow: {registry.run_url(run_id, experiment_id)} (make mlflow-ui)")
+
+
+def cmd_risk(args: argparse.Namespace) -> int:
+    """Published risk for a target day (the day the CAB reviews), from the risk_scores table."""
+    import json
+
+    settings = _settings(args)
+    with settings.warehouse().reader() as con:
+        if not _has_scores(con):
+            raise UsageError("nothing published yet: run `failcast demo` or the nightly job")
+        day = args.date or con.execute("SELECT max(target_date) FROM risk_scores").fetchall()[0][0]
+        where, params = "target_date = ?", [day]
+        if args.system:
+            where, params = where + " AND system_id = ?", [*params, args.system]
+        frame = con.sql(f"SELECT * FROM risk_scores WHERE {where} ORDER BY rank",  # noqa: S608
+                        params=params).pl()
+        if frame.is_empty():
+            latest = con.execute("SELECT max(target_date) FROM risk_scores").fetchall()[0][0]
+            what = f"system {args.system} on " if args.system else ""
+            raise UsageError(f"no published scores for {what}target date {day} "
+                             f"(latest published target date: {latest})")
+    if args.format == "json":
+        records = frame.with_columns(frame["as_of"].cast(str), frame["target_date"].cast(str),
+                                     frame["scored_at"].cast(str)).to_dicts()
+        for record in records:
+            for key in ("top_factors", "similar_incidents", "scheduled_changes"):
+                record[key] = json.loads(record[key] or "[]")
+        print(json.dumps(records, indent=2, ensure_ascii=False))
+    elif args.format == "csv":
+        sys.stdout.write(frame.write_csv())
+    else:
+        first = frame.row(0, named=True)
+        print(f"risk of an incident on {first['target_date']} (as of {first['as_of']}), "
+              f"model {first['model_name']} v{first['model_version']}")
+        print(f"{'rank':>4}  {'system':<14} {'risk':>7}  {'tier':<9} {'changes':>7}  main reasons")
+        for row in frame.head(args.limit).iter_rows(named=True):
+            factors = json.loads(row["top_factors"] or "[]")[:2]
+            reasons = "; ".join(f"{f['direction']}: {f['description']}" for f in factors)
+            changes = len(json.loads(row["scheduled_changes"] or "[]"))
+            print(f"{row['rank']:>4}  {row['system_id']:<14} {row['risk']:>7.2%}  {row['tier']:<9} "
+                  f"{changes:>7}  {reasons}")
+        if frame.height > args.limit:
+            print(f"… {frame.height - args.limit} more (--limit, or --format csv)")
+    return EXIT_OK
+
+
+def _has_scores(con) -> bool:
+    from features.warehouse import table_exists
+
+    return table_exists(con, "risk_scores")
+
+
+def cmd_review_change(args: argparse.Namespace) -> int:
+    """Approve, extra review or defer a change, from its system's published risk.
+
+    Exit code 0 approve, 10 extra review, 20 defer, 2 usage or data error."""
+    import json
+
+    from models.decisions import EXIT_CODES, recommend
+
+    settings = _settings(args)
+    calendar = settings.calendar
+    with settings.warehouse().reader() as con:
+        found = con.sql("SELECT * FROM changes WHERE change_id = ?", params=[args.change_id]).pl()
+        if found.is_empty():
+            raise UsageError(f"unknown change {args.change_id!r}: it is not in changes.csv "
+                             "(or has not been ingested yet)")
+        change = found.row(0, named=True)
+        start = change["scheduled_start"].replace(tzinfo=dt.UTC)
+        as_of = calendar.as_of_for_instant(start)
+        score = con.sql("SELECT * FROM risk_scores WHERE as_of = ? AND system_id = ?",
+                        params=[as_of, change["system_id"]]).pl() if _has_scores(con) else None
+        systems = con.sql("SELECT count(*) AS n FROM risk_scores WHERE as_of = ?",
+                          params=[as_of]).pl()["n"][0] if _has_scores(con) else 0
+    if score is None or score.is_empty():
+        raise UsageError(
+            f"no published risk for {change['system_id']} as of {as_of}, the day whose window "
+            f"holds {args.change_id}: run `failcast nightly --date {as_of}`")
+    row = score.row(0, named=True)
+    action, reason = recommend(row["tier"], change["risk_level"])
+    tz = calendar.tz
+    local = lambda moment: moment.replace(tzinfo=dt.UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment else "?"  # noqa: E731
+    print(f"{change['change_id']}  {change['description'] or ''}")
+    print(f"  decision   {action.upper()}: {reason}")
+    print(f"  system     {row['system_id']}: risk {row['risk']:.1%} ({row['tier']}), "
+          f"rank {row['rank']} of {systems} for {row['target_date']} (as of {as_of})")
+    print(f"  change     {change['change_type'] or 'unspecified'}, risk {change['risk_level'] or 'unstated'}, "
+          f"{local(change['scheduled_start'])} to {local(change['scheduled_end'])} {calendar.timezone}")
+    if change["created_at"] >= calendar.cutoff_utc(as_of):
+        print("  note       raised after the cutoff: the published risk did not know about it")
+    for factor in json.loads(row["top_factors"] or "[]"):
+        value = "" if factor["value"] is None else f" = {factor['value']}"
+        print(f"  reason     {factor['direction']} risk: {factor['description']}{value}")
+    for incident in json.loads(row["similar_incidents"] or "[]")[:3]:
+        print(f"  similar    {incident['incident_id']} ({incident['system_id']}, {incident['opened_at']}): "
+              f"{incident['title'] or ''}")
+        print(f"             root cause: {incident['root_cause'] or 'not recorded'}; "
+              f"remediation: {incident['remediation'] or 'not recorded'}")
+    print(f"  model      {row['model_name']} v{row['model_version']} (MLflow run {row['mlflow_run_id']})")
+    return EXIT_CODES[action]
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the whole pipeline on the embedded default estate under <home>/demo."""
     from features.demo_estate.generate import generate_estate
@@ -156,20 +360,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.runner import run_job
     from pipelines.settings import default_home
 
+    started = time.perf_counter()
     home = Path(args.home).resolve() if args.home else Path(os.environ.get("FAILCAST_HOME") or default_home())
     source = home / "demo"
     if args.fresh or not (source / "systems.csv").exists():
-        _say(f"[1/2] generating the demo estate in {source}")
+        _say(f"[1/5] generating the demo estate in {source}")
         generate_estate(source, systems=DEMO_SYSTEMS, start=DEMO_START, end=DEMO_END, seed=7,
                         minutes_per_sample=15, metrics=12, overwrite=True)
     else:
-        _say(f"[1/2] using the demo estate in {source} (--fresh regenerates it)")
+        _say(f"[1/5] using the demo estate in {source} (--fresh regenerates it)")
     settings = _settings(argparse.Namespace(source=str(source), home=str(home)))
-    sessions = settings.calendar.sessions(settings.start or DEMO_START, DEMO_END)
-    _say(f"[2/2] ingest {sessions[0]}..{sessions[-1]} ({len(sessions)} trading days)")
-    run_job(build_definitions(settings), "ingest_job", settings, sessions[0], sessions[-1])
-    _say(f"done: warehouse {settings.warehouse_path}")
-    _say("open the Dagster UI with `make ui` (http://127.0.0.1:3000)")
+    calendar = settings.calendar
+    sessions = calendar.sessions(settings.start or DEMO_START, DEMO_END)
+    history, today = sessions[:-1], sessions[-1]
+    defs = build_definitions(settings)
+    _say(f"[2/5] ingest and features for {history[0]}..{history[-1]} ({len(history)} trading days, "
+         "one single-run backfill)")
+    run_job(defs, "features_job", settings, history[0], history[-1])
+    _say(f"[3/5] train as of {today} (MLflow, champion gate)")
+    run_job(defs, "retrain_job", settings,
+            run_config={"ops": {"training_set": {"config": {"as_of": today.isoformat()}}}})
+    _say("[4/5] walk-forward backtest of the last 120 trading days")
+    run_job(defs, "backtest_job", settings)
+    _say(f"[5/5] nightly run for as-of {today}: ingest, features, score, publish")
+    run_job(defs, "nightly_job", settings, today, today)
+    target = calendar.next_session(today)
+    report = settings.published_dir / str(target) / "change_review.html"
+    _say(f"done in {time.perf_counter() - started:.0f} s")
+    _say(f"  CAB report:  {report}")
+    _say(f"  risk table:  failcast risk --date {target}   (or `failcast review-change <CHANGE_ID>`)")
+    _say("  Dagster UI:  make ui         -> http://127.0.0.1:3000")
+    _say("  MLflow UI:   make mlflow-ui  -> http://127.0.0.1:5000")
     return EXIT_OK
 
 
@@ -230,6 +451,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("settings", cmd_settings, "show the effective settings and their origin")
     where(p)
+
+    p = add("nightly", cmd_nightly, "the evening run for an as-of day: ingest, features, score, publish")
+    where(p)
+    p.add_argument("--date", type=_date, required=True, help="as-of trading day")
+
+    p = add("train", cmd_train, "train a model and put it through the champion gate")
+    where(p)
+    p.add_argument("--as-of", type=_date, help="train on the labels known at this day (default: latest)")
+
+    p = add("backtest", cmd_backtest, "walk-forward backtest of any source directory")
+    where(p)
+    p.add_argument("--start", type=_date, required=True, help="first as-of day to score")
+    p.add_argument("--end", type=_date, required=True, help="last as-of day to score")
+    p.add_argument("--out", required=True, help="output file, .parquet or .csv")
+    p.add_argument("--retrain", choices=("monthly", "weekly"), default="monthly",
+                   help="how often the walk-forward retrains (default monthly)")
+    p.add_argument("--train-days", type=_positive, help="trading days of labels per training (default 500)")
+    p.add_argument("--work", help="keep the backtest's warehouse in this directory (default: a temporary one)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log the backtest to MLflow")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = add("risk", cmd_risk, "published risk per system for a target day")
+    where(p)
+    p.add_argument("--date", type=_date, help="target day the CAB reviews (default: the latest published)")
+    p.add_argument("--system", help="one system only")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--limit", type=_positive, default=25, help="rows of the table format")
+
+    p = add("review-change", cmd_review_change,
+            "approve (exit 0), extra review (10) or defer (20) a scheduled change")
+    where(p)
+    p.add_argument("change_id", help="the change's id in changes.csv")
 
     p = add("ingest", cmd_ingest, "load the source into the warehouse (one day or a range)")
     where(p)

@@ -14,31 +14,31 @@ import dagster as dg
 
 from pipelines.assets.features import build_feature_assets
 from pipelines.assets.ingest import build_ingest_assets
+from pipelines.assets.model import model_assets
+from pipelines.assets.publish import build_publish_assets
+from pipelines.automation import build_jobs, nightly_schedule, retrain_schedule, source_data_sensor
 from pipelines.partitions import trading_day_partitions
 from pipelines.resources import build_resources
 from pipelines.runner import step_printer
 from pipelines.settings import Settings, load_settings
 
-# Single-run backfills are the point of the feature partitions; their beta label is noise here.
+# Single-run backfills are the point of the partitioned assets; their beta label is noise here.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
 def build_definitions(settings: Settings, today: dt.date | None = None) -> dg.Definitions:
-    partitions = trading_day_partitions(settings.calendar, settings.start, today)
-    assets = [*build_ingest_assets(partitions), *build_feature_assets(partitions)]
-    ingest_job = dg.define_asset_job(
-        "ingest_job",
-        selection=dg.AssetSelection.groups("ingest"),
-        description="Load the source into the warehouse for one as-of day (or a range).",
-    )
-    features_job = dg.define_asset_job(
-        "features_job",
-        selection=dg.AssetSelection.groups("ingest", "features"),
-        description="Ingest and build the point-in-time features for one as-of day (or a range).",
-    )
+    calendar = settings.calendar
+    partitions = trading_day_partitions(calendar, settings.start, today)
     return dg.Definitions(
-        assets=assets,
-        jobs=[ingest_job, features_job],
+        assets=[
+            *build_ingest_assets(partitions),
+            *build_feature_assets(partitions),
+            *model_assets,
+            *build_publish_assets(partitions),
+        ],
+        jobs=build_jobs(),
+        schedules=[nightly_schedule(calendar), retrain_schedule(calendar)],
+        sensors=[source_data_sensor(calendar, settings.source)],
         resources=build_resources(settings),
         loggers={"steps": step_printer, **dg.default_loggers()},
     )

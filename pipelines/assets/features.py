@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from features.build import TABLE, FeatureSummary, build_and_write_features
+from features.build import TABLE, FeatureSummary, active_system_days, build_and_write_features
 from features.metric_features import LOOKBACK_SESSIONS
 from features.metric_stats import build_metric_day_stats
 from pipelines.assets.ingest import partition_dates
@@ -20,14 +20,7 @@ NULL_CHECK = "no_feature_entirely_null"
 
 def _feature_checks(con, summary: FeatureSummary, sessions: list) -> list[dg.AssetCheckResult]:
     first = summary.first
-    active = con.execute(
-        """
-        SELECT count(*) FROM systems s JOIN (SELECT unnest(?::DATE[]) AS as_of) d
-          ON (s.active_from IS NULL OR s.active_from <= d.as_of)
-         AND (s.active_to IS NULL OR d.as_of <= s.active_to)
-        """,
-        [sessions],
-    ).fetchall()[0][0]
+    active = active_system_days(con, sessions)
     infinite = sorted(summary.infinite)
     empty_now = [c for c, nulls in summary.null_counts.items() if nulls == summary.rows]
     # A feature that had values before this range and has none in it points at a broken feed;

@@ -1,0 +1,148 @@
+"""A backtest of any source directory, start to finish, in a warehouse of its own.
+
+This is how failcast is judged on estates it has never seen: ingest the source, build the
+features of every as-of day the walk-forward needs (the test range and the training history
+before it), score the range walk-forward, attach the outcomes that are known, and compare the
+model with the baselines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from features.build import build_and_write_features
+from features.ingest import load_metrics, load_source_tables
+from features.metric_features import LOOKBACK_SESSIONS
+from features.metric_stats import build_metric_day_stats
+from features.source import Source
+from features.trading_time import TradingCalendar
+from features.warehouse import Warehouse
+from models.backtest import Step, evaluate_scores, walk_forward, with_labels
+from models.model import TrainConfig
+
+
+@dataclass
+class BacktestResult:
+    scores: pl.DataFrame
+    steps: list[Step]
+    metrics: pl.DataFrame
+    out: Path | None
+    history_first: dt.date
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _data_span(con) -> tuple[dt.date | None, dt.date | None]:
+    """First and last day the source holds any record (incidents, changes, metrics)."""
+    row = con.execute(
+        """
+        SELECT least(min(a), min(b), min(c)), greatest(max(x), max(y), max(z)) FROM
+            (SELECT min(opened_at) a, max(opened_at) x FROM incidents),
+            (SELECT min(scheduled_start) b, max(least(scheduled_start, created_at)) y FROM changes),
+            (SELECT min(ts) c, max(ts) z FROM metrics)
+        """
+    ).fetchall()[0]
+    return tuple(v.date() if v is not None else None for v in row)  # type: ignore[return-value]
+
+
+def backtest_source(
+    source_dir: str | Path,
+    calendar: TradingCalendar,
+    start: dt.date,
+    end: dt.date,
+    work: Path,
+    *,
+    out: Path | None = None,
+    max_severity: int = 4,
+    retrain: str = "monthly",
+    train_sessions: int = 500,
+    threads: int = 2,
+    memory_limit: str = "1500MB",
+    config: TrainConfig | None = None,
+    progress: bool = True,
+) -> BacktestResult:
+    from tqdm import tqdm
+
+    source = Source.open(source_dir)
+    sessions = calendar.sessions(start, end)
+    if not sessions:
+        raise ValueError(f"no trading day between {start} and {end} on the {calendar.exchange} calendar")
+    start, end = sessions[0], sessions[-1]
+    warehouse = Warehouse(work / "warehouse.duckdb", timezone=calendar.timezone, threads=threads,
+                          memory_limit=memory_limit)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = round(now - clock, 2)
+        clock = now
+
+    def bar(total: int, label: str):
+        return tqdm(total=total, desc=label, disable=not progress, leave=False)
+
+    with warehouse.writer() as con:
+        load_source_tables(con, source)
+        con.execute("DELETE FROM metrics")  # the span below is read before metrics are loaded
+        data_first, _ = _data_span(con)
+        wanted = calendar.sessions_back(start, train_sessions + LOOKBACK_SESSIONS + 1)
+        if data_first and data_first > wanted:
+            wanted = data_first
+        history_first = calendar.sessions(max(wanted, calendar.first_day + dt.timedelta(days=1)),
+                                          end)[0]
+        lap("ingest tables")
+        if source.has_metrics:
+            chunks = bar(1, "loading metrics")
+            load_metrics(con, source, calendar, history_first, end,
+                         on_chunk=lambda done, total: _tick(chunks, done, total))
+            chunks.close()
+            build_metric_day_stats(con, calendar.session_table(history_first, end))
+            lap("ingest metrics and day statistics")
+        chunks = bar(1, "building features")
+        build_and_write_features(con, calendar, history_first, end,
+                                 on_chunk=lambda done, total: _tick(chunks, done, total))
+        chunks.close()
+        lap("features")
+        _, data_last = _data_span(con)
+
+    with warehouse.reader() as con:
+        steps_bar = bar(1, f"walk-forward ({retrain} retraining)")
+        scores, steps = walk_forward(
+            con, calendar, start, end, max_severity=max_severity, train_sessions=train_sessions,
+            retrain=retrain, config=config,
+            on_step=lambda step, done, total: _tick(steps_bar, done, total),
+        )
+        steps_bar.close()
+        known_at = calendar.last_session_on_or_before(data_last) if data_last else end
+        scores = with_labels(con, calendar, scores, max_severity, known_at)
+        lap("walk-forward")
+
+    scores = scores.sort("as_of", "system_id")
+    if out is not None:
+        write_scores(scores, out)
+    return BacktestResult(scores, steps, evaluate_scores(scores), out, history_first, seconds)
+
+
+def _tick(progress_bar, done: int, total: int) -> None:
+    progress_bar.total = total
+    progress_bar.n = done
+    progress_bar.refresh()
+
+
+def write_scores(scores: pl.DataFrame, out: Path) -> None:
+    """Parquet or CSV, by the file's extension, written whole or not at all."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    suffix = out.suffix.lower()
+    if suffix == ".parquet":
+        scores.write_parquet(partial)
+    elif suffix == ".csv":
+        scores.write_csv(partial)
+    else:
+        raise ValueError(f"--out must end in .parquet or .csv, got {out.name}")
+    partial.replace(out)

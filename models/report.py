@@ -1,0 +1,101 @@
+"""The CAB's page: one self-contained HTML file per target day.
+
+Rendered by Jinja2 with autoescaping on, so every piece of text that came from the inputs (a
+title, a root cause, a system id) is escaped: an incident titled ``<script>`` shows as text.
+The chart is an inline SVG drawn from numbers only.
+"""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from models.decisions import ACTIONS, TIERS
+
+TIER_COLORS = {"low": "#4caf6a", "elevated": "#e0b400", "high": "#e07b00", "critical": "#c62828"}
+BUCKETS = (0.0, 0.01, 0.02, 0.05, 0.10, 0.15, 0.25, 0.35, 0.50, 1.0)
+RISKIEST = 15
+
+
+def _environment() -> Environment:
+    return Environment(loader=PackageLoader("models", "templates"),
+                       autoescape=select_autoescape(["html"]))
+
+
+def _css(action: str | None) -> str:
+    return (action or "").replace(" ", "-")
+
+
+def _histogram(risk: list[float], thresholds: tuple[float, float, float]) -> list[dict]:
+    from models.decisions import tier_of
+
+    counts = [sum(1 for r in risk if lo <= r < hi or (hi == 1.0 and r == 1.0))
+              for lo, hi in zip(BUCKETS[:-1], BUCKETS[1:], strict=True)]
+    top = max(counts) or 1
+    width, gap, left = 58, 8, 10
+    bars = []
+    for i, (count, lo, hi) in enumerate(zip(counts, BUCKETS[:-1], BUCKETS[1:], strict=True)):
+        height = round(110 * count / top)
+        bars.append({
+            "x": left + i * (width + gap), "y": 125 - height, "width": width, "height": height,
+            "count": count, "label": f"{lo:.0%}-{hi:.0%}",
+            "color": TIER_COLORS[tier_of(lo, thresholds)],
+        })
+    return bars
+
+
+def render_change_review(
+    scores: pl.DataFrame,
+    systems: pl.DataFrame,
+    *,
+    cutoff: str,
+    target_cutoff: str,
+    timezone: str,
+    thresholds: tuple[float, float, float],
+    drift: pl.DataFrame | None = None,
+    mlflow_url: str | None = None,
+) -> str:
+    """The HTML page for one as-of day's published scores."""
+    info = {row["system_id"]: row for row in systems.iter_rows(named=True)}
+    rows = []
+    for row in scores.sort("rank").iter_rows(named=True):
+        meta = info.get(row["system_id"], {})
+        rows.append({
+            **row,
+            "name": meta.get("name"), "category": meta.get("category"), "owner": meta.get("owner"),
+            "factors": json.loads(row["top_factors"] or "[]"),
+            "similar": json.loads(row["similar_incidents"] or "[]"),
+            "changes": json.loads(row["scheduled_changes"] or "[]"),
+        })
+    changes = []
+    for row in rows:
+        for change in row["changes"]:
+            changes.append({**change, "system_id": row["system_id"], "system_name": row["name"],
+                            "system_risk": row["risk"], "system_tier": row["tier"],
+                            "action_css": _css(change["action"]), "factors": row["factors"][:3],
+                            "similar": row["similar"][:1]})
+    changes.sort(key=lambda c: ({"defer": 0, "extra review": 1}.get(c["action"], 2),
+                                c["scheduled_start"] or ""))
+    first = scores.row(0, named=True) if scores.height else {}
+    action_names = ("approve", "extra review", "defer")
+    context = {
+        "as_of": first.get("as_of"), "target_date": first.get("target_date"),
+        "cutoff": cutoff, "target_cutoff": target_cutoff, "timezone": timezone,
+        "model_name": first.get("model_name"), "model_version": first.get("model_version"),
+        "scored_at": first.get("scored_at"), "mlflow_url": mlflow_url,
+        "systems_scored": scores.height,
+        "tiers": [{"name": t, "count": sum(1 for r in rows if r["tier"] == t)} for t in TIERS],
+        "actions": [{"name": a, "css": _css(a), "count": sum(1 for c in changes if c["action"] == a)}
+                    for a in action_names],
+        "histogram": _histogram([r["risk"] for r in rows], thresholds),
+        "changes": changes,
+        "riskiest": rows[:RISKIEST],
+        "drifted": (drift.filter(pl.col("status") == "heavy").to_dicts()
+                    if drift is not None and drift.height else []),
+        "thresholds": thresholds,
+        "matrix": [{"tier": t, "actions": [{"name": ACTIONS[(t, lvl)], "css": _css(ACTIONS[(t, lvl)])}
+                                           for lvl in ("low", "medium", "high")]} for t in TIERS],
+    }
+    return _environment().get_template("change_review.html").render(**context)

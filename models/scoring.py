@@ -1,0 +1,161 @@
+"""Score an as-of day for the CAB: risk, tier, rank, reasons, similar incidents, changes.
+
+``score_day`` returns one row per system in service, in the schema of the published
+``risk_scores`` table. Writing goes through a staging table (``scores_staging``): checks look
+at the staged day, and only then ``publish_day`` replaces that day in ``risk_scores`` in one
+transaction (write, audit, publish), so a bad night never touches what was published.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from zoneinfo import ZoneInfo
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from features.trading_time import TradingCalendar
+from features.warehouse import transaction
+from models.dataset import read_features
+from models.decisions import recommend, tier_of
+from models.explain import top_factors
+from models.model import FailureModel
+from models.registry import RegisteredModel
+from models.similar import similar_incidents
+
+SCORE_COLUMNS = """
+    as_of DATE NOT NULL,
+    target_date DATE NOT NULL,
+    system_id VARCHAR NOT NULL,
+    risk DOUBLE NOT NULL,
+    tier VARCHAR NOT NULL,
+    rank INTEGER NOT NULL,
+    top_factors JSON,
+    similar_incidents JSON,
+    scheduled_changes JSON,
+    model_name VARCHAR,
+    model_version VARCHAR,
+    mlflow_run_id VARCHAR,
+    scored_at TIMESTAMP
+"""
+STAGING, PUBLISHED = "scores_staging", "risk_scores"
+
+WINDOW_CHANGES = """
+SELECT change_id, system_id, scheduled_start, scheduled_end, change_type, risk_level, status,
+       description, created_at
+FROM changes
+WHERE created_at < ? AND scheduled_start > ? AND scheduled_start <= ?
+ORDER BY scheduled_start, change_id
+"""
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for table in (STAGING, PUBLISHED):
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({SCORE_COLUMNS})")
+
+
+def window_changes(con: duckdb.DuckDBPyConnection, calendar: TradingCalendar,
+                   as_of: dt.date) -> pl.DataFrame:
+    """Changes scheduled in the label window of ``as_of`` and known before its cutoff."""
+    window = calendar.label_window(as_of)
+    cutoff = calendar.cutoff_utc(as_of)
+    return con.sql(WINDOW_CHANGES, params=[cutoff, cutoff, calendar.cutoff_utc(window.target_date)]).pl()
+
+
+def _local(moment: dt.datetime | None, tz: ZoneInfo) -> str | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=dt.UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
+def score_day(
+    con: duckdb.DuckDBPyConnection,
+    calendar: TradingCalendar,
+    as_of: dt.date,
+    model: FailureModel,
+    registered: RegisteredModel,
+    thresholds: tuple[float, float, float],
+    *,
+    k_factors: int = 5,
+    k_similar: int = 3,
+    now: dt.datetime | None = None,
+) -> pl.DataFrame:
+    """The ``risk_scores`` rows of one as-of day."""
+    as_of = calendar.require_session(as_of)
+    rows = read_features(con, as_of, as_of)
+    if rows.is_empty():
+        raise LookupError(f"no features for {as_of}: build system_day_features for it first")
+    risk = np.clip(model.predict(rows), 0.0, 1.0)
+    factors = top_factors(model, rows, k_factors)
+    ranked = model.importance()["feature"].to_list()
+    similar = similar_incidents(con, calendar, as_of, rows, ranked, k_similar)
+    tz = ZoneInfo(calendar.timezone)
+    changes = window_changes(con, calendar, as_of)
+    tiers = [tier_of(float(r), thresholds) for r in risk]
+    tier_by_system = dict(zip(rows["system_id"].to_list(), tiers, strict=True))
+    by_system: dict[str, list[dict]] = {}
+    for change in changes.iter_rows(named=True):
+        tier = tier_by_system.get(change["system_id"])
+        action, reason = recommend(tier, change["risk_level"]) if tier else (None, "system not scored")
+        by_system.setdefault(change["system_id"], []).append({
+            "change_id": change["change_id"],
+            "scheduled_start": _local(change["scheduled_start"], tz),
+            "scheduled_end": _local(change["scheduled_end"], tz),
+            "change_type": change["change_type"],
+            "risk_level": change["risk_level"],
+            "status": change["status"],
+            "description": change["description"],
+            "action": action,
+            "action_reason": reason,
+        })
+    scored_at = now or dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    frame = rows.select("as_of", "target_date", "system_id").with_columns(
+        risk=pl.Series(risk, dtype=pl.Float64),
+        tier=pl.Series(tiers, dtype=pl.String),
+        top_factors=pl.Series([json.dumps(f) for f in factors], dtype=pl.String),
+        similar_incidents=pl.Series([json.dumps(s) for s in similar], dtype=pl.String),
+        scheduled_changes=pl.Series(
+            [json.dumps(by_system.get(s, [])) for s in rows["system_id"].to_list()], dtype=pl.String),
+        model_name=pl.lit(registered.name),
+        model_version=pl.lit(registered.version),
+        mlflow_run_id=pl.lit(registered.run_id),
+        scored_at=pl.lit(scored_at),
+    )
+    frame = frame.sort(["risk", "system_id"], descending=[True, False]).with_columns(
+        rank=pl.int_range(1, frame.height + 1, dtype=pl.Int32))
+    return frame.select("as_of", "target_date", "system_id", "risk", "tier", "rank", "top_factors",
+                        "similar_incidents", "scheduled_changes", "model_name", "model_version",
+                        "mlflow_run_id", "scored_at")
+
+
+def stage_day(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, as_of: dt.date) -> None:
+    """Replace the day in ``scores_staging`` (nothing published yet)."""
+    _replace(con, STAGING, frame, as_of)
+
+
+def publish_day(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> int:
+    """Copy the staged day into ``risk_scores``, replacing that day, in one transaction."""
+    ensure_tables(con)
+    with transaction(con):
+        con.execute(f"DELETE FROM {PUBLISHED} WHERE as_of = ?", [as_of])  # noqa: S608
+        con.execute(f"INSERT INTO {PUBLISHED} SELECT * FROM {STAGING} WHERE as_of = ?", [as_of])  # noqa: S608
+        return con.execute(f"SELECT count(*) FROM {PUBLISHED} WHERE as_of = ?", [as_of]).fetchall()[0][0]  # noqa: S608
+
+
+def _replace(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, as_of: dt.date) -> None:
+    ensure_tables(con)
+    con.register("day_scores", frame)
+    try:
+        with transaction(con):
+            con.execute(f"DELETE FROM {table} WHERE as_of = ?", [as_of])  # noqa: S608
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM day_scores")  # noqa: S608
+    finally:
+        con.unregister("day_scores")
+
+
+def read_scores(con: duckdb.DuckDBPyConnection, table: str, as_of: dt.date) -> pl.DataFrame:
+    names = {STAGING: STAGING, PUBLISHED: PUBLISHED}
+    return con.sql(f"SELECT * FROM {names[table]} WHERE as_of = ? ORDER BY rank",  # noqa: S608
+                   params=[as_of]).pl()

@@ -1,0 +1,198 @@
+"""Publish assets: score the day (staged), publish the table, write the CAB's files.
+
+Write, audit, publish: ``scored_systems`` stages the day and its blocking checks look at it;
+only when they pass does ``risk_scores`` replace the day in the published table, and
+``change_review`` write the files. A bad night leaves yesterday's publication as it was.
+"""
+
+import json
+from collections.abc import Iterator
+
+import dagster as dg
+import polars as pl
+
+from features.build import active_system_days
+from models.drift import MIN_CURRENT_ROWS, drift_table
+from models.registry import CHAMPION
+from models.report import render_change_review
+from models.scoring import publish_day, read_scores, score_day, stage_day
+from pipelines.assets.ingest import partition_dates
+from pipelines.metadata import markdown_table
+from pipelines.mlflow_resource import MlflowResource
+from pipelines.resources import FailcastResource
+
+GROUP = "publish"
+ROWS_CHECK = "one_score_per_active_system"
+PROBABILITY_CHECK = "risk_is_a_probability"
+CHAMPION_CHECK = "champion_beats_baselines"
+DRIFT_CHECK = "features_not_drifted"
+REFERENCE_SESSIONS = 60
+DRIFT_TABLE = """
+CREATE TABLE IF NOT EXISTS feature_drift (
+    as_of DATE, feature VARCHAR, psi DOUBLE, status VARCHAR, model_version VARCHAR
+)
+"""
+
+
+def _drift(con, calendar, as_of, model, trained_through: str | None) -> pl.DataFrame:
+    """PSI of the model's features: the day (pooled with the days before it on a small estate)
+    against the champion's last training sessions."""
+    import datetime as dt
+
+    from models.dataset import read_features
+
+    if not trained_through:
+        return pl.DataFrame(schema={"feature": pl.String, "psi": pl.Float64, "status": pl.String})
+    last = dt.date.fromisoformat(trained_through)
+    first = calendar.sessions_back(calendar.last_session_on_or_before(last), REFERENCE_SESSIONS)
+    reference = read_features(con, first, last, model.features)
+    current = read_features(con, as_of, as_of, model.features)
+    if current.height and current.height < MIN_CURRENT_ROWS:
+        back = min(20, -(-MIN_CURRENT_ROWS // current.height) - 1)
+        current = read_features(con, calendar.sessions_back(as_of, back), as_of, model.features)
+    return drift_table(reference, current, model.features)
+
+
+def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
+    common = {"partitions_def": partitions, "backfill_policy": dg.BackfillPolicy.single_run(),
+              "group_name": GROUP}
+
+    @dg.asset(
+        **common,
+        kinds={"lightgbm", "duckdb"},
+        deps=["system_day_features", "failure_model"],
+        description=(
+            "The champion's scores of each system in service, staged for checks: calibrated "
+            "risk, tier, rank, SHAP reasons, similar past incidents, changes in the window."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(ROWS_CHECK, asset="scored_systems", blocking=True),
+            dg.AssetCheckSpec(PROBABILITY_CHECK, asset="scored_systems", blocking=True),
+            dg.AssetCheckSpec(CHAMPION_CHECK, asset="scored_systems", blocking=True),
+            dg.AssetCheckSpec(DRIFT_CHECK, asset="scored_systems"),
+        ],
+    )
+    def scored_systems(context: dg.AssetExecutionContext, failcast: FailcastResource,
+                       mlflow: MlflowResource) -> Iterator:
+        settings = failcast.settings
+        calendar = settings.calendar
+        registry = mlflow.registry()
+        model, registered = registry.load(CHAMPION)
+        tags = registry.version_tags(CHAMPION)
+        first, last = partition_dates(context)
+        frames, drifts = [], []
+        with settings.warehouse().writer() as con:
+            con.execute(DRIFT_TABLE)
+            for as_of in calendar.sessions(first, last):
+                frame = score_day(con, calendar, as_of, model, registered, settings.tier_thresholds)
+                stage_day(con, frame, as_of)
+                drift = _drift(con, calendar, as_of, model, tags.get("trained_through"))
+                con.execute("DELETE FROM feature_drift WHERE as_of = ?", [as_of])
+                if drift.height:
+                    con.register("drift_rows", drift.with_columns(
+                        as_of=pl.lit(as_of), model_version=pl.lit(registered.version)))
+                    con.execute("INSERT INTO feature_drift BY NAME SELECT * FROM drift_rows")
+                    con.unregister("drift_rows")
+                frames.append(frame)
+                drifts.append(drift)
+        scores = pl.concat(frames)
+        latest = frames[-1]
+        heavy = [d.filter(pl.col("status") == "heavy")["feature"].to_list() for d in drifts]
+        drifted = sorted({f for day in heavy for f in day})
+        tiers = latest.group_by("tier").len().sort("len", descending=True)
+        yield dg.MaterializeResult(metadata={
+            "dagster/row_count": scores.height,
+            "model": f"{registered.name} v{registered.version}",
+            "mlflow_run": dg.MetadataValue.url(registry.run_url(registered.run_id,
+                                                                registry.experiment_id())),
+            "systems_per_tier": markdown_table(tiers.rename({"len": "systems"})),
+            "riskiest": markdown_table(latest.select("rank", "system_id", "risk", "tier").head(10)),
+            "drifted_features": ", ".join(drifted) or "none",
+        })
+        with settings.warehouse().reader() as con:
+            active = active_system_days(con, calendar.sessions(first, last))
+        yield dg.AssetCheckResult(
+            check_name=ROWS_CHECK,
+            passed=scores.height == active and scores.select("system_id", "as_of").n_unique() == scores.height,
+            metadata={"scores": scores.height, "active_system_days": active},
+        )
+        yield dg.AssetCheckResult(
+            check_name=PROBABILITY_CHECK,
+            passed=bool(scores["risk"].is_between(0, 1).all() and scores["risk"].is_not_null().all()),
+        )
+        yield dg.AssetCheckResult(
+            check_name=CHAMPION_CHECK,
+            passed=tags.get("beats_baselines") == "True",
+            metadata={"model_version": registered.version,
+                      "decision": tags.get("decision", "unknown")},
+            description="The scoring model beat the baselines on its held-out days.",
+        )
+        yield dg.AssetCheckResult(
+            check_name=DRIFT_CHECK,
+            passed=not drifted,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"heavily_drifted": ", ".join(drifted) or "none"},
+            description="Heavy drift (PSI > 0.25) from the champion's training data: retrain early.",
+        )
+
+    @dg.asset(
+        **common,
+        kinds={"duckdb"},
+        deps=["scored_systems"],
+        description="The published table risk_scores: the checked day replaces that day, atomically.",
+    )
+    def risk_scores(context: dg.AssetExecutionContext, failcast: FailcastResource) -> dg.MaterializeResult:
+        settings = failcast.settings
+        first, last = partition_dates(context)
+        published = 0
+        with settings.warehouse().writer() as con:
+            for as_of in settings.calendar.sessions(first, last):
+                published += publish_day(con, as_of)
+        return dg.MaterializeResult(metadata={"dagster/row_count": published,
+                                              "table": f"{settings.warehouse_path}:risk_scores"})
+
+    @dg.asset(
+        **common,
+        kinds={"html", "parquet"},
+        deps=["risk_scores"],
+        description=(
+            "Files for the CAB under published/<target_date>/: risk_scores.parquet and .csv, and "
+            "change_review.html with every scheduled change and its recommended action."
+        ),
+    )
+    def change_review(context: dg.AssetExecutionContext, failcast: FailcastResource,
+                      mlflow: MlflowResource) -> dg.MaterializeResult:
+        from models.publish import publish_files
+
+        settings = failcast.settings
+        calendar = settings.calendar
+        registry = mlflow.registry()
+        first, last = partition_dates(context)
+        written, actions = [], {}
+        with settings.warehouse().reader() as con:
+            systems = con.sql("SELECT system_id, name, category, owner FROM systems").pl()
+            for as_of in calendar.sessions(first, last):
+                scores = read_scores(con, "risk_scores", as_of)
+                drift = con.sql("SELECT feature, psi, status FROM feature_drift WHERE as_of = ?",
+                                params=[as_of]).pl()
+                window = calendar.label_window(as_of)
+                run = scores["mlflow_run_id"][0]
+                html = render_change_review(
+                    scores, systems, cutoff=window.start.strftime("%Y-%m-%d %H:%M"),
+                    target_cutoff=window.end.strftime("%Y-%m-%d %H:%M"),
+                    timezone=calendar.timezone, thresholds=settings.tier_thresholds, drift=drift,
+                    mlflow_url=registry.run_url(run, registry.experiment_id()))
+                files = publish_files(settings.published_dir, scores, html)
+                written.append(files["html"])
+                for changes in scores["scheduled_changes"].to_list():
+                    for change in json.loads(changes or "[]"):
+                        actions[change["action"]] = actions.get(change["action"], 0) + 1
+        return dg.MaterializeResult(metadata={
+            "report": dg.MetadataValue.path(str(written[-1])),
+            "reports_written": len(written),
+            "changes_by_action": markdown_table(pl.DataFrame(
+                {"action": list(actions), "changes": list(actions.values())},
+                schema={"action": pl.String, "changes": pl.Int64})),
+        })
+
+    return [scored_systems, risk_scores, change_review]

@@ -1,0 +1,119 @@
+"""Jobs, schedules and the sensor: when failcast runs without anyone asking.
+
+- ``nightly_job`` (ingest, features, score, publish) for the as-of day, scheduled half an hour
+  after the cutoff (18:30 by default) in the configured timezone, on trading days only.
+- ``retrain_job`` (training set, gated model) every Saturday morning; the champion alias moves
+  only when the new model beats it.
+- ``source_data_sensor`` (off by default): starts the nightly run as soon as new files land in
+  the source after the day's cutoff, for firms whose post-market batch has no fixed time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from features.trading_time import TradingCalendar
+
+NIGHTLY_DELAY = dt.timedelta(minutes=30)
+
+
+def build_jobs() -> list:
+    partitioned = dict(tags={"dagster/max_runtime": str(3600)})
+    return [
+        dg.define_asset_job(
+            "ingest_job", selection=dg.AssetSelection.groups("ingest"),
+            description="Load the source into the warehouse for one as-of day (or a range).",
+            **partitioned),
+        dg.define_asset_job(
+            "features_job", selection=dg.AssetSelection.groups("ingest", "features"),
+            description="Ingest and build the point-in-time features for one as-of day (or a range).",
+            **partitioned),
+        dg.define_asset_job(
+            "nightly_job", selection=dg.AssetSelection.groups("ingest", "features", "publish"),
+            description="The evening run: ingest the day, build its features, score with the "
+                        "champion, publish the table and the CAB's files.",
+            **partitioned),
+        dg.define_asset_job(
+            "retrain_job", selection=dg.AssetSelection.assets("training_set", "failure_model"),
+            description="Train a model on the labels known today and put it through the gate."),
+        dg.define_asset_job(
+            "backtest_job", selection=dg.AssetSelection.assets("backtest"),
+            description="Walk-forward backtest on the warehouse, logged to MLflow."),
+    ]
+
+
+def nightly_schedule(calendar: TradingCalendar) -> dg.ScheduleDefinition:
+    run_at = (dt.datetime.combine(dt.date(2000, 1, 1), calendar.cutoff_time) + NIGHTLY_DELAY).time()
+
+    @dg.schedule(
+        name="nightly_schedule",
+        cron_schedule=f"{run_at.minute} {run_at.hour} * * *",
+        execution_timezone=calendar.timezone,
+        job_name="nightly_job",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"{run_at:%H:%M} {calendar.timezone} on trading days: the as-of day's run.",
+    )
+    def _nightly(context: dg.ScheduleEvaluationContext):
+        day = context.scheduled_execution_time.astimezone(ZoneInfo(calendar.timezone)).date()
+        if not calendar.is_session(day):
+            return dg.SkipReason(f"{day} is not a trading day on {calendar.exchange}")
+        return dg.RunRequest(run_key=f"nightly-{day}", partition_key=day.isoformat())
+
+    return _nightly
+
+
+def retrain_schedule(calendar: TradingCalendar) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name="weekly_retrain_schedule",
+        cron_schedule="0 6 * * 6",
+        execution_timezone=calendar.timezone,
+        job_name="retrain_job",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Saturday 06:00: retrain on the week's new labels; the gate decides.",
+    )
+    def _weekly(context: dg.ScheduleEvaluationContext):
+        today = context.scheduled_execution_time.astimezone(ZoneInfo(calendar.timezone)).date()
+        as_of = calendar.last_session_on_or_before(today)
+        return dg.RunRequest(
+            run_key=f"retrain-{as_of}",
+            run_config={"ops": {"training_set": {"config": {"as_of": as_of.isoformat()}}}},
+        )
+
+    return _weekly
+
+
+def latest_file_change(source: Path) -> float:
+    """The newest modification time among the source's files (0 when there are none)."""
+    newest = 0.0
+    for path in source.rglob("*"):
+        if path.is_file():
+            newest = max(newest, path.stat().st_mtime)
+    return newest
+
+
+def source_data_sensor(calendar: TradingCalendar, source: Path) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="source_data_sensor",
+        job_name="nightly_job",
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="Starts the nightly run when files land in the source after a cutoff.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext):
+        now = dt.datetime.now(ZoneInfo(calendar.timezone))
+        day = calendar.last_session_on_or_before(now.date())
+        if now < calendar.cutoff(day):
+            day = calendar.previous_session(day)
+        if context.cursor and context.cursor >= day.isoformat():
+            return dg.SkipReason(f"already started the run for {day}")
+        landed = latest_file_change(source)
+        if landed < calendar.cutoff(day).timestamp():
+            return dg.SkipReason(f"no file has landed in {source} since the cutoff of {day}")
+        context.update_cursor(day.isoformat())
+        return dg.RunRequest(run_key=f"nightly-{day}", partition_key=day.isoformat())
+
+    return _sensor
