@@ -298,16 +298,20 @@ def init_staging(con: duckdb.DuckDBPyConnection) -> None:
 def _read_raw(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: Source) -> None:
     path = source.path(spec.file)
     check_text_file(path)
+    read = (
+        f"CREATE OR REPLACE TEMP TABLE raw_{spec.table} AS "  # noqa: S608 - constant name
+        "SELECT row_number() OVER () AS _row, * FROM "
+        "read_csv(?, all_varchar = true, header = true, null_padding = true, strict_mode = ?)"
+    )
     try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE raw_{spec.table} AS "  # noqa: S608 - constant name
-            "SELECT row_number() OVER () AS _row, * FROM "
-            "read_csv(?, all_varchar = true, header = true, null_padding = true)",
-            [str(path)],
-        )
-    except duckdb.Error as exc:
-        first_line = str(exc).splitlines()[0]
-        raise SourceError(f"{spec.file} cannot be read as CSV: {first_line}") from None
+        con.execute(read, [str(path), True])
+    except duckdb.Error:
+        # Files edited by hand mix line endings (\r\n and \n); the lenient reader takes them.
+        try:
+            con.execute(read, [str(path), False])
+        except duckdb.Error as exc:
+            first_line = str(exc).splitlines()[0]
+            raise SourceError(f"{spec.file} cannot be read as CSV: {first_line}") from None
     present = [r[0] for r in con.execute(f"DESCRIBE raw_{spec.table}").fetchall()][1:]
     require_columns(path, present, REQUIRED_COLUMNS[spec.table])
     for column in OPTIONAL_COLUMNS[spec.table]:

@@ -22,6 +22,28 @@ TINY = {
 }
 
 
+SMALL = {
+    "systems": 30,
+    "start": dt.date(2025, 1, 2),
+    "end": dt.date(2025, 8, 29),
+    "seed": 11,
+    "minutes_per_sample": 60,
+    "metrics": 6,
+}
+
+
+@pytest.fixture(scope="session")
+def small_estate(tmp_path_factory) -> Path:
+    """A 30-system estate over eight months: enough failures to train and gate a model."""
+    from features.demo_estate.generate import generate_estate
+
+    out = tmp_path_factory.mktemp("small") / "source"
+    generate_estate(out, progress=False, **SMALL)
+    with (out / "failcast.toml").open("a") as handle:
+        handle.write("\n[model]\nholdout_days = 30\ntrain_window_days = 200\n")
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_estate(tmp_path_factory) -> Path:
     """A 14-system XSHG estate, June-July 2025, hourly samples of five metrics."""

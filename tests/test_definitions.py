@@ -2,6 +2,7 @@
 
 import datetime as dt
 
+import dagster as dg
 import pytest
 
 from pipelines.definitions import build_definitions
@@ -31,12 +32,40 @@ def test_asset_graph_snapshot(defs):
         "metrics": ("ingest", "DailyPartitionsDefinition"),
         "metric_day_stats": ("features", "DailyPartitionsDefinition"),
         "system_day_features": ("features", "DailyPartitionsDefinition"),
+        "training_set": ("model", None),
+        "failure_model": ("model", None),
+        "backtest": ("model", None),
+        "scored_systems": ("publish", "DailyPartitionsDefinition"),
+        "risk_scores": ("publish", "DailyPartitionsDefinition"),
+        "change_review": ("publish", "DailyPartitionsDefinition"),
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert ("metrics", "quarantine_share_within_limit") in checks
     assert ("trading_calendar", "calendar_covers_next_30_days") in checks
     assert {("system_day_features", name) for name in (
         "one_row_per_active_system", "no_infinite_values", "no_feature_entirely_null")} <= checks
+
+
+def test_jobs_schedules_and_sensor(defs):
+    assert {j.name for j in defs.jobs} >= {"ingest_job", "features_job", "nightly_job",
+                                           "retrain_job", "backtest_job"}
+    nightly = defs.resolve_schedule_def("nightly_schedule")
+    assert nightly.cron_schedule == "30 18 * * *"
+    assert nightly.execution_timezone == "Asia/Shanghai"
+    assert defs.resolve_sensor_def("source_data_sensor").default_status == dg.DefaultSensorStatus.STOPPED
+
+
+@pytest.mark.parametrize(("when", "expected"), [
+    (dt.datetime(2025, 7, 4, 10, 30, tzinfo=dt.UTC), "2025-07-04"),  # Friday 18:30 Shanghai
+    (dt.datetime(2025, 7, 5, 10, 30, tzinfo=dt.UTC), None),  # Saturday: skipped
+])
+def test_nightly_schedule_targets_the_day_on_trading_days_only(defs, when, expected):
+    schedule = defs.resolve_schedule_def("nightly_schedule")
+    with dg.build_schedule_context(scheduled_execution_time=when,
+                                   repository_def=defs.get_repository_def()) as context:
+        result = schedule.evaluate_tick(context)
+    keys = [r.partition_key for r in result.run_requests or []]
+    assert keys == ([expected] if expected else [])
 
 
 def test_partitions_are_trading_days_only(defs):

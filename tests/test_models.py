@@ -1,0 +1,126 @@
+"""The models library on its own: calibration, training, metrics, decisions, drift."""
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from models.backtest import retraining_days
+from models.calibration import Calibrator
+from models.decisions import APPROVE, DEFER, EXIT_CODES, REVIEW, recommend, tier_of
+from models.drift import psi
+from models.evaluate import beats, budget_metrics, compare
+from models.explain import describe
+from models.model import FailureModel, NotEnoughData, TimeSplit, TrainConfig
+
+
+def synthetic(days: int = 120, systems: int = 40, seed: int = 0) -> pl.DataFrame:
+    """A risk driver x with a known effect, and a useless feature."""
+    rng = np.random.default_rng(seed)
+    start = dt.date(2025, 1, 1)
+    rows = days * systems
+    x = rng.normal(size=rows)
+    p = 1 / (1 + np.exp(-(-3.2 + 1.4 * x)))
+    return pl.DataFrame({
+        "system_id": np.tile([f"S{i}" for i in range(systems)], days),
+        "as_of": pl.Series([start + dt.timedelta(days=d) for d in range(days)]).gather(
+            np.repeat(np.arange(days), systems)),
+        "x": x.astype(np.float32),
+        "noise": rng.normal(size=rows).astype(np.float32),
+        "label": rng.random(rows) < p,
+    })
+
+
+def test_calibrators_are_monotone_probabilities_and_round_trip():
+    rng = np.random.default_rng(1)
+    margin = rng.normal(size=5000)
+    label = rng.random(5000) < 1 / (1 + np.exp(-(2 * margin - 2)))
+    for method in ("sigmoid", "isotonic"):
+        calibrator = Calibrator.fit(margin, label, method)
+        grid = np.linspace(-4, 4, 50)
+        out = calibrator(grid)
+        assert ((out >= 0) & (out <= 1)).all() and (np.diff(out) >= -1e-12).all()
+        assert np.allclose(Calibrator.from_dict(calibrator.to_dict())(grid), out)
+    assert Calibrator.fit(margin[:200], label[:200]).method == "sigmoid"  # few positives
+
+
+def test_time_split_never_looks_back():
+    days = [dt.date(2025, 1, 1) + dt.timedelta(days=i) for i in range(100)]
+    split = TimeSplit.of(days, 0.7, 0.15)
+    assert split.fit[1] < split.stop[0] <= split.stop[1] < split.calibrate[0]
+    assert split.calibrate[1] == days[-1]
+
+
+def test_model_learns_the_driver_and_is_calibrated():
+    frame = synthetic()
+    model = FailureModel.fit(frame, ["x", "noise"], TrainConfig(min_failures=20))
+    probe = pl.DataFrame({"x": [-2.0, 0.0, 2.0], "noise": [0.0, 0.0, 0.0]})
+    risk = model.predict(probe)
+    assert risk[0] < risk[1] < risk[2]
+    later = synthetic(seed=5)  # fresh data from the same process
+    assert abs(model.predict(later).mean() - later["label"].mean()) < 0.02
+    assert model.importance()["feature"][0] == "x"
+    contributions = model.contributions(probe)
+    assert np.allclose(contributions.sum(axis=1), model.margin(probe), atol=1e-5)
+
+
+def test_too_few_failures_is_a_clear_error():
+    frame = synthetic().with_columns(label=pl.lit(False))
+    with pytest.raises(NotEnoughData, match="0 failures"):
+        FailureModel.fit(frame, ["x"])
+
+
+def test_budget_metrics_flag_the_top_share_of_each_day():
+    as_of = np.array(["d1"] * 10 + ["d2"] * 10)
+    label = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 0] + [0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+    score = np.array([0.9] + [0.1] * 9 + [0.9] + [0.1] * 8 + [0.2])
+    precision, recall = budget_metrics(as_of, label, score, 0.10)  # one system a day
+    assert (precision, recall) == (0.5, 0.5)
+
+
+def test_metrics_come_from_scikit_learn_and_compare_scorers():
+    frame = pl.DataFrame({"as_of": ["d"] * 4, "label": [True, False, True, False]})
+    table = compare(frame, {"perfect": np.array([0.9, 0.1, 0.8, 0.2]),
+                            "inverse": np.array([0.1, 0.9, 0.2, 0.8])})
+    perfect, inverse = table.row(0, named=True), table.row(1, named=True)
+    assert perfect["pr_auc"] == 1.0 and perfect["roc_auc"] == 1.0
+    assert perfect["brier"] == pytest.approx((0.01 + 0.01 + 0.04 + 0.04) / 4)
+    assert beats(perfect, inverse)[0] and not beats(inverse, perfect)[0]
+
+
+@pytest.mark.parametrize(("risk", "tier"), [(0.01, "low"), (0.05, "elevated"), (0.2, "high"),
+                                            (0.35, "critical")])
+def test_tiers(risk, tier):
+    assert tier_of(risk, (0.05, 0.15, 0.35)) == tier
+
+
+def test_actions_follow_the_documented_matrix():
+    assert recommend("low", "medium")[0] == APPROVE
+    assert recommend("low", "high")[0] == REVIEW
+    assert recommend("high", "high")[0] == DEFER
+    assert recommend("critical", None)[0] == DEFER  # unstated risk counts as medium
+    assert "taken as medium" in recommend("elevated", None)[1]
+    assert EXIT_CODES == {APPROVE: 0, REVIEW: 10, DEFER: 20}
+
+
+def test_feature_names_in_words():
+    assert describe("disk_pct__days_to_limit") == "days until disk_pct reaches 100% at its current trend"
+    assert describe("inc_7d") == "incidents in the last 7 days"
+    assert describe("peer_cluster_inc_30d") == "incidents per system sharing its cluster in the last 30 days"
+
+
+def test_psi_is_small_for_the_same_distribution_and_large_for_a_shift():
+    rng = np.random.default_rng(2)
+    reference = rng.normal(size=5000)
+    assert psi(reference, rng.normal(size=2000)) < 0.05
+    assert psi(reference, rng.normal(1.5, 1, size=2000)) > 0.25
+
+
+def test_retraining_days():
+    days = [dt.date(2025, 1, 30), dt.date(2025, 1, 31), dt.date(2025, 2, 3), dt.date(2025, 2, 10)]
+    assert retraining_days(days, "monthly") == [dt.date(2025, 1, 30), dt.date(2025, 2, 3)]
+    assert retraining_days(days, "weekly") == [dt.date(2025, 1, 30), dt.date(2025, 2, 3),
+                                               dt.date(2025, 2, 10)]
+    with pytest.raises(ValueError, match="retrain must be one of"):
+        retraining_days(days, "hourly")

@@ -1,0 +1,187 @@
+"""Nightly publication end to end in-process, and the reviewer's commands."""
+
+import datetime as dt
+import json
+import os
+import shutil
+
+import polars as pl
+import pytest
+
+from features.ingest import load_source_tables
+from features.source import Source
+from models.report import render_change_review
+from pipelines.cli import main
+from pipelines.definitions import build_definitions
+from pipelines.runner import RunFailed, run_job
+from pipelines.settings import load_settings
+from tests.conftest import write_source
+
+D1, D2 = dt.date(2025, 8, 27), dt.date(2025, 8, 28)
+HOSTILE_SYSTEM = "O'Brien\"1"
+SCRIPT = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def published(small_estate, tmp_path_factory):
+    """The small estate with a hostile system, trained, and published for D1."""
+    root = tmp_path_factory.mktemp("publish")
+    source = root / "source"
+    shutil.copytree(small_estate, source)
+    with (source / "systems.csv").open("a") as handle:
+        handle.write(f'"{HOSTILE_SYSTEM.replace(chr(34), chr(34) * 2)}",hostile,trading,ops,1,,2020-01-01,,SH-DC1,appliance\n')
+    with (source / "incidents.csv").open("a") as handle:
+        handle.write(f'X1,"{HOSTILE_SYSTEM.replace(chr(34), chr(34) * 2)}",2025-08-20T10:00:00,,2,Software,"{SCRIPT}","{SCRIPT}",fixed\n')
+    with (source / "changes.csv").open("a") as handle:
+        handle.write(f'CX1,"{HOSTILE_SYSTEM.replace(chr(34), chr(34) * 2)}",2025-08-28T10:00:00,,'
+                     f'2025-08-20T10:00:00,release,high,approved,"<img src=x onerror=alert(1)>"\n')
+    os.environ["DAGSTER_HOME"] = str(root / "dagster")
+    settings = load_settings(source, root / "home", env={})
+    defs = build_definitions(settings, today=dt.date(2025, 9, 1))
+    run_job(defs, "features_job", settings, dt.date(2025, 1, 3), D2)
+    run_job(defs, "retrain_job", settings,
+            run_config={"ops": {"training_set": {"config": {"as_of": D1.isoformat()}}}})
+    run_job(defs, "nightly_job", settings, D1, D1)
+    yield settings, defs
+    os.environ["DAGSTER_HOME"] = ""
+
+
+def table(settings, as_of):
+    with settings.warehouse().reader() as con:
+        return con.sql("SELECT * FROM risk_scores WHERE as_of = ? ORDER BY system_id",
+                       params=[as_of]).pl()
+
+
+def test_every_active_system_is_scored_exactly_once(published):
+    settings, _ = published
+    scores = table(settings, D1)
+    with settings.warehouse().reader() as con:
+        active = con.execute("SELECT count(*) FROM system_day_features WHERE as_of = ?", [D1]).fetchall()[0][0]
+    assert scores.height == active and scores["system_id"].n_unique() == active
+    assert HOSTILE_SYSTEM in scores["system_id"].to_list()  # a quote in an id breaks no SQL
+    assert scores["risk"].is_between(0, 1).all()
+    assert sorted(scores["rank"].to_list()) == list(range(1, active + 1))
+    assert set(scores["tier"]) <= {"low", "elevated", "high", "critical"}
+    first = scores.row(0, named=True)
+    assert first["model_version"] and first["mlflow_run_id"]
+    factors = json.loads(first["top_factors"])
+    assert factors and {"feature", "value", "contribution", "description"} <= set(factors[0])
+
+
+def test_rerun_gives_identical_rows(published):
+    settings, defs = published
+    before = table(settings, D1).drop("scored_at")
+    run_job(defs, "nightly_job", settings, D1, D1)
+    assert table(settings, D1).drop("scored_at").equals(before)
+
+
+def test_report_and_files_are_published_with_inputs_escaped(published):
+    settings, _ = published
+    folder = settings.published_dir / "2025-08-28"
+    html = (folder / "change_review.html").read_text()
+    assert "CX1" in html  # every change in the window is on the page
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "O&#39;Brien&#34;1" in html
+    assert pl.read_parquet(folder / "risk_scores.parquet").height == table(settings, D1).height
+    assert pl.read_csv(folder / "risk_scores.csv").height == table(settings, D1).height
+
+
+def test_script_in_an_incident_title_renders_as_text():
+    scores = pl.DataFrame({
+        "as_of": [D1], "target_date": [D2], "system_id": [HOSTILE_SYSTEM], "risk": [0.5],
+        "tier": ["critical"], "rank": [1], "top_factors": ["[]"],
+        "similar_incidents": [json.dumps([{"incident_id": "X1", "system_id": HOSTILE_SYSTEM,
+                                           "opened_at": "2025-08-20 10:00", "severity": 2,
+                                           "category": "Software", "similarity": 0.9,
+                                           "title": SCRIPT, "root_cause": SCRIPT,
+                                           "remediation": "fixed"}])],
+        "scheduled_changes": ["[]"], "model_name": ["m"], "model_version": ["1"],
+        "mlflow_run_id": ["r"], "scored_at": [dt.datetime(2025, 8, 27, 10, 31)],
+    })
+    html = render_change_review(scores, pl.DataFrame({"system_id": [HOSTILE_SYSTEM], "name": ["n"],
+                                                      "category": ["c"], "owner": ["o"]}),
+                                cutoff="c", target_cutoff="t", timezone="UTC",
+                                thresholds=(0.05, 0.15, 0.35))
+    assert SCRIPT not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_a_run_that_fails_mid_publish_leaves_the_previous_day_untouched(published, monkeypatch):
+    settings, defs = published
+    before = table(settings, D1)
+    folder = settings.published_dir / "2025-08-28"
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def crash(out_dir, scores, html):
+        target = out_dir / str(scores["target_date"][0])
+        target.mkdir(parents=True, exist_ok=True)
+        (target / ".risk_scores.parquet.partial").write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr("models.publish.publish_files", crash)
+    with pytest.raises(RunFailed, match="change_review"):
+        run_job(defs, "nightly_job", settings, D2, D2)
+    assert table(settings, D1).equals(before)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
+
+
+def test_a_blocked_night_does_not_publish(published, tmp_path):
+    settings, _ = published
+    broken = tmp_path / "broken"
+    shutil.copytree(settings.source, broken)
+    with (broken / "changes.csv").open("a") as handle:
+        for n in range(200):
+            handle.write(f"BAD{n},NOBODY,2025-08-29T20:00:00,,,,,,\n")
+    bad = settings.with_values(source=broken)
+    defs = build_definitions(bad, today=dt.date(2025, 9, 1))
+    before = {day: table(settings, day) for day in (D1, D2)}
+    with pytest.raises(RunFailed):
+        run_job(defs, "nightly_job", bad, D2, D2)
+    for day, rows in before.items():
+        assert table(settings, day).equals(rows)
+    with settings.warehouse().reader() as con:
+        blocked = con.execute("SELECT count(*) FROM quarantine WHERE table_name = 'changes' "
+                              "AND reason = 'unknown system_id'").fetchall()[0][0]
+    assert blocked == 200
+
+
+def test_risk_command_formats(published, capsys):
+    settings, _ = published
+    args = ["--source", str(settings.source), "--home", str(settings.home)]
+    assert main(["risk", *args, "--date", "2025-08-28"]) == 0
+    assert "risk of an incident on 2025-08-28" in capsys.readouterr().out
+    assert main(["risk", *args, "--date", "2025-08-28", "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert isinstance(records[0]["top_factors"], list)
+    assert main(["risk", *args, "--system", HOSTILE_SYSTEM, "--format", "csv"]) == 0
+    assert HOSTILE_SYSTEM.split('"')[0] in capsys.readouterr().out
+    assert main(["risk", *args, "--date", "2031-01-02"]) == 2
+
+
+@pytest.fixture
+def reviewed(tmp_path):
+    """A warehouse with hand-set published risk, one change per decision."""
+    source = write_source(
+        tmp_path / "src", systems="system_id\nA\nB\nC\n",
+        changes=("change_id,system_id,scheduled_start,created_at,risk_level,description\n"
+                 "OK,A,2025-06-10T20:00:00,2025-06-01T10:00:00,low,patch\n"
+                 "LOOK,B,2025-06-10T20:00:00,2025-06-01T10:00:00,low,patch\n"
+                 "STOP,C,2025-06-10T20:00:00,2025-06-01T10:00:00,high,release\n"
+                 "LATE,A,2025-07-10T20:00:00,2025-06-01T10:00:00,low,unscored\n"))
+    settings = load_settings(source, tmp_path / "home", env={})
+    from models.scoring import ensure_tables
+
+    with settings.warehouse().writer() as con:
+        load_source_tables(con, Source.open(source))
+        ensure_tables(con)
+        for system, risk, tier in (("A", 0.01, "low"), ("B", 0.2, "high"), ("C", 0.5, "critical")):
+            con.execute("INSERT INTO risk_scores VALUES ('2025-06-10', '2025-06-11', ?, ?, ?, 1, "
+                        "'[]', '[]', '[]', 'm', '1', 'r', now())", [system, risk, tier])
+    return ["--source", str(source), "--home", str(settings.home)]
+
+
+@pytest.mark.parametrize(("change", "code"), [("OK", 0), ("LOOK", 10), ("STOP", 20),
+                                              ("LATE", 2), ("NOPE", 2)])
+def test_review_change_exit_codes(reviewed, change, code, capsys):
+    assert main(["review-change", *reviewed, change]) == code
+    if code == 2:
+        assert "failcast: error:" in capsys.readouterr().err
