@@ -17,7 +17,7 @@ from pathlib import Path
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 DEMO_SYSTEMS = 60
-DEMO_START, DEMO_END = dt.date(2025, 4, 1), dt.date(2026, 9, 30)
+DEMO_START, DEMO_END = dt.date(2025, 4, 1), dt.date(2026, 9, 24)
 
 
 class UsageError(ValueError):
