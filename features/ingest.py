@@ -212,14 +212,15 @@ def load_metrics(
     calendar: TradingCalendar,
     first: dt.date,
     last: dt.date,
-    chunk_sessions: int = 20,
+    max_rows_per_chunk: int = 30_000_000,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> MetricsLoad:
     """Replace the metric samples of sessions ``first..last`` in the warehouse.
 
-    A long range loads in chunks of ``chunk_sessions`` sessions, each in its own
-    transaction, so memory stays bounded; every chunk is a set of whole partitions, so a
-    failure leaves each partition either as it was or completely reloaded.
+    A long range loads in chunks of whole sessions, each in its own transaction, so memory
+    stays bounded: the first chunk is one session, and later chunks hold as many sessions as
+    fit in ``max_rows_per_chunk`` samples at the rate seen so far. A failure leaves each
+    partition either as it was or completely reloaded.
     """
     sessions = calendar.session_table(first, last)
     if sessions.is_empty():
@@ -228,16 +229,19 @@ def load_metrics(
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     totals = {"read": 0, "rejected": 0, "duplicates": 0}
     reasons: dict[str, int] = {}
-    chunks = list(range(0, sessions.height, chunk_sessions))
-    for done, offset in enumerate(chunks, start=1):
-        chunk = sessions.slice(offset, chunk_sessions)
+    offset, size = 0, 1
+    while offset < sessions.height:
+        chunk = sessions.slice(offset, size)
         counts, chunk_reasons = _load_chunk(con, source, calendar, chunk, now)
         for key in totals:
             totals[key] += counts[key]
         for reason, count in chunk_reasons.items():
             reasons[reason] = reasons.get(reason, 0) + count
+        offset += chunk.height
+        per_session = max(1, totals["read"] // offset)
+        size = max(1, min(60, max_rows_per_chunk // per_session))
         if on_chunk:
-            on_chunk(done, len(chunks))
+            on_chunk(offset, sessions.height)
     with transaction(con):
         con.execute("DELETE FROM quarantine WHERE table_name = 'metrics' AND as_of IS NULL")
         unplaced = _quarantine_undated(con, source, now) if source.has_metrics else 0

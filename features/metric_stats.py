@@ -58,7 +58,7 @@ WITH per_series AS (
            bitstring_agg(datediff('minute', s.previous_cutoff_utc, m.ts)::INTEGER, 0, ?) AS minutes,
            datediff('minute', s.previous_cutoff_utc, s.cutoff_utc) AS window_minutes
     FROM metrics m JOIN stat_sessions s ON s.as_of = m.as_of
-    WHERE m.as_of BETWEEN ? AND ?
+    WHERE m.as_of BETWEEN ? AND ? {slice}
     GROUP BY m.as_of, m.system_id, m.metric, s.after_close_utc, s.previous_cutoff_utc, s.cutoff_utc
 )
 SELECT as_of, system_id, metric, samples,
@@ -72,29 +72,67 @@ FROM per_series
 """
 
 
+# One pass, or one pass per group of metrics when a session is too big for exact percentiles
+# in memory (a metric filter is nearly free; hashing every row's system id is not).
+STATS_ONE_PASS = _STATS.format(slice="")
+STATS_SLICE = _STATS.format(slice="AND list_contains(?, m.metric)")
+
+
 def build_metric_day_stats(
     con: duckdb.DuckDBPyConnection,
     sessions: pl.DataFrame,
-    chunk_sessions: int = 20,
+    max_rows_per_chunk: int = 30_000_000,
 ) -> int:
     """Replace the statistics of the sessions in ``sessions`` (from ``session_table``).
 
-    Returns the number of (system, metric, day) rows written.
+    Exact percentiles hold every value of a group in memory, so sessions are taken in chunks
+    of at most ``max_rows_per_chunk`` samples (a firm-scale day is about 29M), and a session
+    larger than that (a weekend window holds three days) is split by metric into as many passes
+    as it needs. Each chunk is written in its own transaction. Returns the number of
+    (system, metric, day) rows written.
     """
     con.execute(METRIC_DAY_STATS)
+    if sessions.is_empty():
+        return 0
+    counts = dict(con.execute(
+        "SELECT as_of, count(*) FROM metrics WHERE as_of BETWEEN ? AND ? GROUP BY as_of",
+        [sessions["as_of"][0], sessions["as_of"][-1]]).fetchall())
     written = 0
-    for offset in range(0, sessions.height, chunk_sessions):
-        chunk = sessions.slice(offset, chunk_sessions)
+    for chunk in _chunks(sessions, counts, max_rows_per_chunk):
         first, last = chunk["as_of"][0], chunk["as_of"][-1]
         widest = int((chunk["cutoff_utc"] - chunk["previous_cutoff_utc"]).dt.total_minutes().max())
+        rows = sum(counts.get(day, 0) for day in chunk["as_of"].to_list())
+        passes = max(1, -(-rows // max_rows_per_chunk))
         con.register("stat_sessions", chunk)
         try:
             with transaction(con):
                 con.execute("DELETE FROM metric_day_stats WHERE as_of BETWEEN ? AND ?", [first, last])
-                con.execute(_STATS, [widest, first, last])
+                if passes == 1:
+                    con.execute(STATS_ONE_PASS, [widest, first, last])
+                else:
+                    metrics = [m for (m,) in con.execute(
+                        "SELECT DISTINCT metric FROM metrics WHERE as_of BETWEEN ? AND ? ORDER BY 1",
+                        [first, last]).fetchall()]
+                    for part in range(passes):
+                        group = metrics[part::passes]
+                        if group:
+                            con.execute(STATS_SLICE, [widest, first, last, group])
                 written += con.execute(
                     "SELECT count(*) FROM metric_day_stats WHERE as_of BETWEEN ? AND ?", [first, last]
                 ).fetchall()[0][0]
         finally:
             con.unregister("stat_sessions")
     return written
+
+
+def _chunks(sessions: pl.DataFrame, counts: dict, limit: int):
+    """Consecutive runs of sessions holding at most ``limit`` samples (at least one session)."""
+    start, total = 0, 0
+    days = sessions["as_of"].to_list()
+    for i, day in enumerate(days):
+        rows = counts.get(day, 0)
+        if i > start and total + rows > limit:
+            yield sessions.slice(start, i - start)
+            start, total = i, 0
+        total += rows
+    yield sessions.slice(start, len(days) - start)

@@ -71,6 +71,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         timezone=args.timezone,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        metric_sessions=args.metric_days,
     )
     _say(
         f"wrote {summary.out}: {summary.systems} systems, {summary.sessions} trading days "
@@ -443,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", type=_positive, default=12, help="metrics per system (1-20)")
     p.add_argument("--exchange", default="XSHG", help="exchange calendar code")
     p.add_argument("--timezone", default="Asia/Shanghai", help="local timezone of the estate")
+    p.add_argument("--metric-days", type=_positive,
+                   help="write metrics for the last N trading days only (the rest: case library)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing estate in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

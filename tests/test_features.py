@@ -112,3 +112,21 @@ def test_case_library_only_source_on_a_24_7_calendar(tmp_path):
     assert n1["peer_cluster_inc_7d"] == pytest.approx(1.5)  # I1, I2 and I3 (before 18:00) over 2 nodes
     assert n1["inv_procs"] == 4
     assert not any("__" in c for c in frame.columns)  # no metrics, no metric features
+
+
+def test_day_statistics_in_several_passes_equal_one_pass(warehouse, tmp_path):
+    """A session too big for memory is split by metric; the numbers must not change."""
+    with warehouse.writer() as con:
+        sessions = CAL.session_table(DAYS[0], DAYS[-1])
+        build_metric_day_stats(con, sessions)
+        whole = con.sql("SELECT * FROM metric_day_stats ORDER BY ALL").pl()
+        con.execute("INSERT INTO metrics SELECT as_of, ts, system_id, 'mem_pct', value + 1 "
+                    "FROM metrics WHERE metric = 'disk_pct'")
+        build_metric_day_stats(con, sessions)
+        both = con.sql("SELECT * FROM metric_day_stats ORDER BY ALL").pl()
+        build_metric_day_stats(con, sessions, max_rows_per_chunk=10)
+        sliced = con.sql("SELECT * FROM metric_day_stats ORDER BY ALL").pl()
+        con.execute("DELETE FROM metrics WHERE metric = 'mem_pct'")
+        build_metric_day_stats(con, sessions)
+    assert both.filter(pl.col("metric") == "disk_pct").equals(whole)
+    assert sliced.equals(both)

@@ -45,12 +45,15 @@ def generate_estate(
     cutoff: str = "18:00",
     overwrite: bool = False,
     progress: bool = True,
+    metric_sessions: int | None = None,
 ) -> EstateSummary:
     """Simulate the as-of sessions ``start..end`` and write them under ``out``.
 
     The metric files hold every sample from the cutoff before the first session to the cutoff
     of the last, so each session's metric partition is a whole window; the case library and
-    the change calendar hold what was known at that last cutoff.
+    the change calendar hold what was known at that last cutoff. ``metric_sessions`` writes
+    metrics for the last N sessions only (a long case library with a few days of fine
+    metrics, as the benchmarks use).
     """
     out = Path(out)
     if not 1 <= metrics <= len(METRICS):
@@ -65,6 +68,10 @@ def generate_estate(
     first, last = sessions[0], sessions[-1]
     t0 = calendar.cutoff(calendar.previous_session(first)).replace(tzinfo=None)
     t1 = calendar.cutoff(last).replace(tzinfo=None)
+    metrics_from = t0
+    if metric_sessions:
+        first_fine = sessions[max(0, len(sessions) - metric_sessions)]
+        metrics_from = calendar.cutoff(calendar.previous_session(first_fine)).replace(tzinfo=None)
 
     simulator = EstateSimulator(systems, t0.date(), t1.date(), calendar, seed)
     model = MetricModel(simulator.inventory, METRICS[:metrics], minutes_per_sample, seed)
@@ -72,7 +79,10 @@ def generate_estate(
     rows = 0
     bar = _progress(days, progress, f"generating {systems} systems")
     for state in simulator.days():
-        minute_from = _minute(t0) if state.date == t0.date() else 0
+        if state.date < metrics_from.date():
+            bar.update(1)
+            continue
+        minute_from = _minute(metrics_from) if state.date == metrics_from.date() else 0
         minute_to = _minute(t1) if state.date == t1.date() else MINUTES
         table = model.day_table(state, minute_from, minute_to)
         if table.num_rows:

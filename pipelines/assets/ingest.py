@@ -139,7 +139,10 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list:
         settings = failcast.settings
         first, last = partition_dates(context)
         with settings.warehouse().writer() as con:
-            load = load_metrics(con, failcast.source_files(), settings.calendar, first, last)
+            load = load_metrics(
+                con, failcast.source_files(), settings.calendar, first, last,
+                on_chunk=lambda done, total: context.log.info(f"metrics: {done}/{total} sessions"),
+            )
             examples = _quarantine_examples(con, "metrics", (first, last))
         context.log.info(
             f"metrics {first}..{last}: {load.rows_loaded:,} samples loaded, "

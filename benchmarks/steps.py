@@ -1,0 +1,150 @@
+"""The measured steps of the benchmarks, each run in a process of its own.
+
+``python -m benchmarks.steps NAME '{"json": "arguments"}'`` runs one step and prints a JSON
+line with what it produced; ``benchmarks.run`` times the process and reads its peak memory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+
+def _settings(source: str, home: str):
+    from pipelines.settings import load_settings
+
+    return load_settings(source, home, env={})
+
+
+def generate(out: str, systems: int, start: str, end: str, minutes: int, metrics: int,
+             metric_sessions: int | None = None) -> dict:
+    from features.demo_estate.generate import generate_estate
+
+    summary = generate_estate(out, systems=systems, start=dt.date.fromisoformat(start),
+                              end=dt.date.fromisoformat(end), minutes_per_sample=minutes,
+                              metrics=metrics, metric_sessions=metric_sessions, overwrite=True,
+                              progress=False)
+    return {"metric_rows": summary.metric_rows, "sessions": summary.sessions,
+            "incidents": summary.incidents}
+
+
+def floor(source: str, as_of: str) -> dict:
+    """One hand-written DuckDB query: the same per-(system, metric) day statistics."""
+    import duckdb
+
+    settings = _settings(source, "/tmp")
+    calendar = settings.calendar
+    lo, hi = calendar.metrics_window(as_of)
+    after = calendar.after_close_start(as_of)
+    files = sorted(str(p) for p in Path(source, "metrics").rglob("*.parquet"))
+    con = duckdb.connect(config={"threads": 2})
+    rows = con.execute(
+        """
+        SELECT system_id, metric, avg(value), stddev_samp(value), min(value), max(value),
+               quantile_cont(value, 0.95), arg_max(value, ts), count(*),
+               avg(value) FILTER (WHERE ts >= ?)
+        FROM read_parquet(?) WHERE ts >= ? AND ts < ? GROUP BY ALL
+        """,
+        [after.replace(tzinfo=None), files, lo.replace(tzinfo=None), hi.replace(tzinfo=None)],
+    ).fetchall()
+    return {"groups": len(rows)}
+
+
+def pandas_stats(source: str, as_of: str) -> dict:
+    """The same statistics with pandas: read the window's samples, group, aggregate."""
+    import pandas as pd
+
+    settings = _settings(source, "/tmp")
+    calendar = settings.calendar
+    lo, hi = (t.replace(tzinfo=None) for t in calendar.metrics_window(as_of))
+    after = calendar.after_close_start(as_of).replace(tzinfo=None)
+    files = sorted(Path(source, "metrics").rglob("*.parquet"))
+    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frame = frame[(frame["ts"] >= lo) & (frame["ts"] < hi)]
+    frame = frame.sort_values("ts")
+    grouped = frame.groupby(["system_id", "metric"], observed=True)["value"]
+    stats = grouped.agg(["mean", "std", "min", "max", "last", "count"])
+    stats["p95"] = grouped.quantile(0.95)
+    late = frame[frame["ts"] >= after].groupby(["system_id", "metric"], observed=True)["value"].mean()
+    stats["after_close_mean"] = late
+    return {"groups": len(stats)}
+
+
+def ingest(source: str, home: str, first: str, last: str) -> dict:
+    from features.ingest import load_metrics, load_source_tables
+    from features.source import Source
+
+    settings = _settings(source, home)
+    with settings.warehouse().writer() as con:
+        load_source_tables(con, Source.open(source))
+        result = load_metrics(con, Source.open(source), settings.calendar,
+                              dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+    return {"rows": result.rows_loaded}
+
+
+def day_stats(source: str, home: str, first: str, last: str) -> dict:
+    from features.metric_stats import build_metric_day_stats
+
+    settings = _settings(source, home)
+    with settings.warehouse().writer() as con:
+        rows = build_metric_day_stats(con, settings.calendar.session_table(first, last))
+    return {"rows": rows}
+
+
+def features(source: str, home: str, first: str, last: str) -> dict:
+    from features.build import build_and_write_features
+
+    settings = _settings(source, home)
+    with settings.warehouse().writer() as con:
+        summary = build_and_write_features(con, settings.calendar, dt.date.fromisoformat(first),
+                                           dt.date.fromisoformat(last))
+    return {"rows": summary.rows, "features": len(summary.features)}
+
+
+def train(source: str, home: str, as_of: str, sessions: int) -> dict:
+    import time
+
+    from models.dataset import feature_names, labelled_window, training_frame
+    from models.model import FailureModel
+
+    settings = _settings(source, home)
+    calendar = settings.calendar
+    started = time.perf_counter()
+    with settings.warehouse().reader() as con:
+        window = labelled_window(calendar, dt.date.fromisoformat(as_of), sessions)
+        frame = training_frame(con, calendar, window, settings.max_severity,
+                               dt.date.fromisoformat(as_of))
+    read = time.perf_counter() - started
+    model = FailureModel.fit(frame, feature_names(frame))
+    return {"rows_read": frame.height, "window": str(window), "read_s": round(read, 1),
+            "fit_s": round(time.perf_counter() - started - read, 1), **model.info}
+
+
+def retrain(source: str, home: str, as_of: str) -> dict:
+    from pipelines.definitions import build_definitions
+    from pipelines.runner import run_job
+
+    settings = _settings(source, home)
+    run_job(build_definitions(settings), "retrain_job", settings,
+            run_config={"ops": {"training_set": {"config": {"as_of": as_of}}}})
+    return {}
+
+
+def nightly(source: str, home: str, as_of: str) -> dict:
+    from pipelines.definitions import build_definitions
+    from pipelines.runner import run_job
+
+    settings = _settings(source, home)
+    day = dt.date.fromisoformat(as_of)
+    result = run_job(build_definitions(settings), "nightly_job", settings, day, day)
+    return {"steps": len(result.get_step_success_events())}
+
+
+STEPS = {f.__name__: f for f in (generate, floor, pandas_stats, ingest, day_stats, features,
+                                 train, retrain, nightly)}
+
+if __name__ == "__main__":
+    name, arguments = sys.argv[1], json.loads(sys.argv[2])
+    print(json.dumps(STEPS[name](**arguments)), flush=True)
