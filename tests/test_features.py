@@ -128,5 +128,7 @@ def test_day_statistics_in_several_passes_equal_one_pass(warehouse, tmp_path):
         sliced = con.sql("SELECT * FROM metric_day_stats ORDER BY ALL").pl()
         con.execute("DELETE FROM metrics WHERE metric = 'mem_pct'")
         build_metric_day_stats(con, sessions)
-    assert both.filter(pl.col("metric") == "disk_pct").equals(whole)
-    assert sliced.equals(both)
+    from polars.testing import assert_frame_equal
+
+    assert_frame_equal(both.filter(pl.col("metric") == "disk_pct"), whole)
+    assert_frame_equal(sliced, both)
