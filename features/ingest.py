@@ -345,30 +345,28 @@ def _drop_exact_duplicates(con: duckdb.DuckDBPyConnection, sessions: pl.DataFram
 
     A full DISTINCT over a firm's day costs seconds, so only series that hold more samples than
     minutes with a sample are checked exactly; at a cadence of a minute or slower that is no
-    series at all unless something was delivered twice.
+    series at all unless something was delivered twice. The minute maps are built a session at
+    a time: one bit per minute of the window and series stays small that way.
     """
-    first, last = sessions["as_of"][0], sessions["as_of"][-1]
-    window_minutes = int(
-        ((sessions["cutoff_utc"] - sessions["previous_cutoff_utc"]).dt.total_minutes()).max()
-    )
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE suspicious_series AS
-        SELECT as_of, system_id, metric
-        FROM (
-            SELECT m.as_of, m.system_id, m.metric,
-                   datediff('minute', s.previous_cutoff_utc, m.ts)::INTEGER AS minute
-            FROM metrics m JOIN load_sessions s ON s.as_of = m.as_of
-            WHERE m.as_of BETWEEN ? AND ?
+    con.execute("CREATE OR REPLACE TEMP TABLE suspicious_series "
+                "(as_of DATE, system_id VARCHAR, metric VARCHAR)")
+    for session in sessions.iter_rows(named=True):
+        window = int((session["cutoff_utc"] - session["previous_cutoff_utc"]).total_seconds() // 60)
+        con.execute(
+            """
+            INSERT INTO suspicious_series
+            SELECT as_of, system_id, metric FROM metrics
+            WHERE as_of = ?
+            GROUP BY ALL
+            HAVING count(*) > bit_count(bitstring_agg(
+                datediff('minute', ?::TIMESTAMP, ts)::INTEGER, 0, ?))
+            """,
+            [session["as_of"], session["previous_cutoff_utc"], window],
         )
-        GROUP BY ALL
-        HAVING count(*) > bit_count(bitstring_agg(minute, 0, ?))
-        """,
-        [first, last, window_minutes],
-    )
     (suspicious,) = con.execute("SELECT count(*) FROM suspicious_series").fetchall()[0]
     if not suspicious:
         return 0
+    first, last = sessions["as_of"][0], sessions["as_of"][-1]
     (dropped,) = con.execute(
         """
         DELETE FROM metrics WHERE rowid IN (

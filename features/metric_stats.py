@@ -82,13 +82,15 @@ def build_metric_day_stats(
     con: duckdb.DuckDBPyConnection,
     sessions: pl.DataFrame,
     max_rows_per_chunk: int = 30_000_000,
+    max_series_per_chunk: int = 150_000,
 ) -> int:
     """Replace the statistics of the sessions in ``sessions`` (from ``session_table``).
 
-    Exact percentiles hold every value of a group in memory, so sessions are taken in chunks
-    of at most ``max_rows_per_chunk`` samples (a firm-scale day is about 29M), and a session
-    larger than that (a weekend window holds three days) is split by metric into as many passes
-    as it needs. Each chunk is written in its own transaction. Returns the number of
+    Exact percentiles hold every value of a group in memory and the minute maps a couple of
+    kilobytes per series, so sessions are taken in chunks of at most ``max_rows_per_chunk``
+    samples (a firm-scale day is about 29M) and ``max_series_per_chunk`` series-days; a session
+    larger than that (a weekend window holds three days) is split by metric into as many
+    passes as it needs. Each chunk is written in its own transaction. Returns the number of
     (system, metric, day) rows written.
     """
     con.execute(METRIC_DAY_STATS)
@@ -97,42 +99,42 @@ def build_metric_day_stats(
     counts = dict(con.execute(
         "SELECT as_of, count(*) FROM metrics WHERE as_of BETWEEN ? AND ? GROUP BY as_of",
         [sessions["as_of"][0], sessions["as_of"][-1]]).fetchall())
-    written = 0
-    for chunk in _chunks(sessions, counts, max_rows_per_chunk):
-        first, last = chunk["as_of"][0], chunk["as_of"][-1]
-        widest = int((chunk["cutoff_utc"] - chunk["previous_cutoff_utc"]).dt.total_minutes().max())
-        rows = sum(counts.get(day, 0) for day in chunk["as_of"].to_list())
-        passes = max(1, -(-rows // max_rows_per_chunk))
-        con.register("stat_sessions", chunk)
-        try:
-            with transaction(con):
-                con.execute("DELETE FROM metric_day_stats WHERE as_of BETWEEN ? AND ?", [first, last])
-                if passes == 1:
-                    con.execute(STATS_ONE_PASS, [widest, first, last])
-                else:
-                    metrics = [m for (m,) in con.execute(
-                        "SELECT DISTINCT metric FROM metrics WHERE as_of BETWEEN ? AND ? ORDER BY 1",
-                        [first, last]).fetchall()]
-                    for part in range(passes):
-                        group = metrics[part::passes]
-                        if group:
-                            con.execute(STATS_SLICE, [widest, first, last, group])
-                written += con.execute(
-                    "SELECT count(*) FROM metric_day_stats WHERE as_of BETWEEN ? AND ?", [first, last]
-                ).fetchall()[0][0]
-        finally:
-            con.unregister("stat_sessions")
+    days = sessions["as_of"].to_list()
+    written, offset, sessions_per_chunk = 0, 0, 1
+    while offset < len(days):
+        size = 1
+        while (offset + size < len(days) and size < sessions_per_chunk
+               and sum(counts.get(d, 0) for d in days[offset:offset + size + 1]) <= max_rows_per_chunk):
+            size += 1
+        chunk = sessions.slice(offset, size)
+        rows = sum(counts.get(d, 0) for d in days[offset:offset + size])
+        series = _write_chunk(con, chunk, passes=max(1, -(-rows // max_rows_per_chunk)))
+        written += series
+        offset += size
+        per_session = max(1, series // size)
+        sessions_per_chunk = max(1, min(60, max_series_per_chunk // per_session))
     return written
 
 
-def _chunks(sessions: pl.DataFrame, counts: dict, limit: int):
-    """Consecutive runs of sessions holding at most ``limit`` samples (at least one session)."""
-    start, total = 0, 0
-    days = sessions["as_of"].to_list()
-    for i, day in enumerate(days):
-        rows = counts.get(day, 0)
-        if i > start and total + rows > limit:
-            yield sessions.slice(start, i - start)
-            start, total = i, 0
-        total += rows
-    yield sessions.slice(start, len(days) - start)
+def _write_chunk(con: duckdb.DuckDBPyConnection, chunk: pl.DataFrame, passes: int) -> int:
+    first, last = chunk["as_of"][0], chunk["as_of"][-1]
+    widest = int((chunk["cutoff_utc"] - chunk["previous_cutoff_utc"]).dt.total_minutes().max())
+    con.register("stat_sessions", chunk)
+    try:
+        with transaction(con):
+            con.execute("DELETE FROM metric_day_stats WHERE as_of BETWEEN ? AND ?", [first, last])
+            if passes == 1:
+                con.execute(STATS_ONE_PASS, [widest, first, last])
+            else:
+                metrics = [m for (m,) in con.execute(
+                    "SELECT DISTINCT metric FROM metrics WHERE as_of BETWEEN ? AND ? ORDER BY 1",
+                    [first, last]).fetchall()]
+                for part in range(passes):
+                    group = metrics[part::passes]
+                    if group:
+                        con.execute(STATS_SLICE, [widest, first, last, group])
+            return con.execute(
+                "SELECT count(*) FROM metric_day_stats WHERE as_of BETWEEN ? AND ?", [first, last]
+            ).fetchall()[0][0]
+    finally:
+        con.unregister("stat_sessions")
