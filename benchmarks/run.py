@@ -147,12 +147,14 @@ def training() -> None:
     source = estate("train_1000", systems=1000, start=first, end=DAY, minutes=240, metrics=20)
     home = HOME / "train_1000_home"
     args = {"source": str(source), "home": str(home)}
-    if not (home / "warehouse.duckdb").exists():
+    ready = home / ".ready"
+    if not ready.exists():
         fresh(home)
         measure("training", "setup: ingest 521 sessions", "ingest", **args, first=first, last=DAY)
         measure("training", "setup: day statistics", "day_stats", **args, first=first, last=DAY)
         measure("training", "setup: features 521 x 1,000 (backfill)", "features", **args,
                 first=first, last=DAY)
+        ready.write_text(f"{first}..{DAY}")
     measure("training", "fit: read 500 days + LightGBM + calibration", "train", **args,
             as_of=DAY, sessions=500)
     measure("training", "retrain job: set, fit, evaluate, MLflow, gate", "retrain", **args, as_of=DAY)
@@ -162,7 +164,7 @@ def nightly() -> None:
     print("nightly: the firm-scale day, scored by the training scenario's champion")
     source = HOME / "firm_day"
     home = HOME / "firm_day_home"
-    if not (home / "warehouse.duckdb").exists():
+    if not (home / ".history").exists() or not (HOME / "train_1000_home" / ".ready").exists():
         raise SystemExit("run the features and training scenarios first")
     models = HOME / "train_1000_home"
     for name in ("mlflow.db",):

@@ -14,6 +14,7 @@ import polars as pl
 HISTORY = """
 SELECT b.system_id, b.as_of,
     count(i.incident_id) FILTER (WHERE i.opened_at >= b.cutoff_utc - INTERVAL 1 DAY) AS inc_1d,
+    count(i.incident_id) FILTER (WHERE i.opened_at >= b.cutoff_utc - INTERVAL 3 DAY) AS inc_3d,
     count(i.incident_id) FILTER (WHERE i.opened_at >= b.cutoff_utc - INTERVAL 7 DAY) AS inc_7d,
     count(i.incident_id) FILTER (WHERE i.opened_at >= b.cutoff_utc - INTERVAL 30 DAY) AS inc_30d,
     count(i.incident_id) FILTER (WHERE i.opened_at >= b.cutoff_utc - INTERVAL 90 DAY) AS inc_90d,
@@ -122,6 +123,7 @@ WITH members AS (
 ),
 group_incidents AS (
     SELECT d.as_of, a.attribute, a.val,
+        count(*) FILTER (WHERE i.opened_at >= d.cutoff_utc - INTERVAL 1 DAY) AS inc_1d,
         count(*) FILTER (WHERE i.opened_at >= d.cutoff_utc - INTERVAL 7 DAY) AS inc_7d,
         count(*) AS inc_30d
     FROM base_sessions d
@@ -130,6 +132,7 @@ group_incidents AS (
     GROUP BY ALL
 )
 SELECT b.system_id, b.as_of, a.attribute,
+       coalesce(g.inc_1d, 0) / m.systems AS peer_inc_1d,
        coalesce(g.inc_7d, 0) / m.systems AS peer_inc_7d,
        coalesce(g.inc_30d, 0) / m.systems AS peer_inc_30d
 FROM feature_base b
@@ -155,7 +158,7 @@ def case_features(con: duckdb.DuckDBPyConnection) -> list[pl.DataFrame]:
     frames = [history, recency, recurrence, upstream]
     if peers_long.height:
         peers = peers_long.unpivot(
-            index=["system_id", "as_of", "attribute"], on=["peer_inc_7d", "peer_inc_30d"]
+            index=["system_id", "as_of", "attribute"], on=["peer_inc_1d", "peer_inc_7d", "peer_inc_30d"]
         ).with_columns(feature=pl.lit("peer_") + pl.col("attribute") + "_" + pl.col("variable").str.slice(5))
         wide = peers.pivot(on="feature", index=["system_id", "as_of"], values="value",
                            aggregate_function="first")

@@ -41,6 +41,7 @@ NAMED = {
     "target_month_end": "target day is the last trading day of the month",
     "target_quarter_end": "target day is the last trading day of the quarter",
     "inc_1d": "incidents in the last day",
+    "inc_3d": "incidents in the last 3 days",
     "inc_7d": "incidents in the last 7 days",
     "inc_30d": "incidents in the last 30 days",
     "inc_90d": "incidents in the last 90 days",
@@ -88,7 +89,9 @@ def describe(feature: str) -> str:
             return METRIC_STATS[stat].format(m=metric)
     if feature.startswith("peer_"):
         attribute, _, span = feature[5:].rpartition("_inc_")
-        return f"incidents per system sharing its {attribute} in the last {span.rstrip('d')} days"
+        days = span.rstrip("d")
+        period = "day" if days == "1" else f"{days} days"
+        return f"incidents per system sharing its {attribute} in the last {period}"
     if feature.startswith("inv_"):
         return f"inventory: {feature[4:]}"
     return feature.replace("_", " ")
