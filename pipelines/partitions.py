@@ -40,3 +40,9 @@ def trading_day_partitions(
         end_offset=1,
         exclusions=exclusions,
     )
+
+
+def per_trading_day(partitions: dg.PartitionsDefinition) -> dict:
+    """Arguments every trading-day asset shares: its partitions, and backfills that run a range
+    as one batch (one pass over a year, not 250 runs)."""
+    return {"partitions_def": partitions, "backfill_policy": dg.BackfillPolicy.single_run()}

@@ -10,6 +10,7 @@ from features.metric_features import LOOKBACK_SESSIONS
 from features.metric_stats import build_metric_day_stats
 from pipelines.assets.ingest import partition_dates
 from pipelines.metadata import markdown_table
+from pipelines.partitions import per_trading_day
 from pipelines.resources import FailcastResource
 
 GROUP = "features"
@@ -58,8 +59,7 @@ def _feature_checks(con, summary: FeatureSummary, sessions: list) -> list[dg.Ass
 
 def build_feature_assets(partitions: dg.PartitionsDefinition) -> list:
     @dg.asset(
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        **per_trading_day(partitions),
         group_name=GROUP,
         kinds={"duckdb"},
         deps=["metrics"],
@@ -83,8 +83,7 @@ def build_feature_assets(partitions: dg.PartitionsDefinition) -> list:
         )
 
     @dg.asset(
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        **per_trading_day(partitions),
         group_name=GROUP,
         kinds={"duckdb", "polars"},
         deps=[

@@ -9,6 +9,7 @@ import polars as pl
 
 from features.ingest import load_metrics, load_source_tables
 from pipelines.metadata import markdown_table
+from pipelines.partitions import per_trading_day
 from pipelines.resources import FailcastResource
 
 GROUP = "ingest"
@@ -124,8 +125,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list:
                                r.rows_rejected, r.rows_read)
 
     @dg.asset(
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        **per_trading_day(partitions),
         group_name=GROUP,
         kinds={"duckdb"},
         deps=["systems"],

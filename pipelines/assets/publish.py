@@ -19,6 +19,7 @@ from models.scoring import publish_day, read_scores, score_day, stage_day
 from pipelines.assets.ingest import partition_dates
 from pipelines.metadata import markdown_table
 from pipelines.mlflow_resource import MlflowResource
+from pipelines.partitions import per_trading_day
 from pipelines.resources import FailcastResource
 
 GROUP = "publish"
@@ -54,8 +55,7 @@ def _drift(con, calendar, as_of, model, trained_through: str | None) -> pl.DataF
 
 
 def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
-    common = {"partitions_def": partitions, "backfill_policy": dg.BackfillPolicy.single_run(),
-              "group_name": GROUP}
+    common = {**per_trading_day(partitions), "group_name": GROUP}
 
     @dg.asset(
         **common,
