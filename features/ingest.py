@@ -454,15 +454,3 @@ def profile_metrics(
     ).pl()
     con.execute("DROP TABLE metric_profile")
     return MetricsProfile(rows, first, last, systems, metrics, problems if problems.height else empty)
-
-
-def quarantine_summary(con: duckdb.DuckDBPyConnection, table: str | None = None) -> pl.DataFrame:
-    """Quarantined rows by table, action and reason."""
-    where, params = ("WHERE table_name = ?", [table]) if table else ("", [])
-    return con.sql(
-        f"SELECT table_name, action, reason, count(*) AS rows FROM quarantine {where} "  # noqa: S608
-        "GROUP BY ALL ORDER BY table_name, rows DESC",
-        params=params,
-    ).pl()
-
-

@@ -18,9 +18,8 @@ give the bounds in that representation so SQL compares like with like.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -96,7 +95,6 @@ class TradingCalendar:
         lo, hi = factory.bound_min(), factory.bound_max()
         start = max(EARLIEST, lo.date()) if lo is not None else EARLIEST
         end = hi.date() if hi is not None else today + dt.timedelta(days=RULE_HORIZON_DAYS)
-        self.exchange_first_day, self.exchange_last_day = start, end
         cal = xcals.get_calendar(exchange, start=start.isoformat(), end=end.isoformat())
         sessions = {ts.date() for ts in cal.sessions}
         closes = {ts.date(): close.to_pydatetime() for ts, close in cal.closes.items()}
@@ -272,10 +270,6 @@ class TradingCalendar:
         }
         return pl.DataFrame(rows, schema=schema)
 
-    @cached_property
-    def all_sessions(self) -> list[dt.date]:
-        return [d.item() for d in self._sessions]
-
     def future_coverage_days(self, today: dt.date) -> int:
         """Calendar days the calendar still covers after ``today`` (negative once it ran out)."""
         return (self.last_day - today).days
@@ -318,8 +312,3 @@ def read_calendar_overrides(path) -> dict[dt.date, bool]:
             )
         overrides[date] = value in truthy
     return overrides
-
-
-def iter_days(start: dt.date, end: dt.date) -> Iterable[dt.date]:
-    for i in range((end - start).days + 1):
-        yield start + dt.timedelta(days=i)

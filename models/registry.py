@@ -40,7 +40,7 @@ class ModelRegistry:
     def _mlflow(self):
         import os
 
-        # The SQLite store refuses nothing, but MLflow warns loudly about the file store; the
+        # Downloads of a model's JSON files should not draw progress bars on the console; the
         # tracking URI is always explicit here, never the working directory's default.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         import mlflow

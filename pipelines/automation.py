@@ -95,6 +95,23 @@ def latest_file_change(source: Path) -> float:
     return newest
 
 
+def nightly_due(calendar: TradingCalendar, now: dt.datetime, cursor: str | None,
+                landed: float) -> tuple[dt.date | None, str]:
+    """The as-of day whose nightly run should start now, or None and the reason why not.
+
+    Due: the latest trading day whose cutoff has passed, when no run was started for it yet
+    (``cursor``) and a file of the source changed after its cutoff (``landed``, a timestamp).
+    """
+    day = calendar.last_session_on_or_before(now.date())
+    if now < calendar.cutoff(day):
+        day = calendar.previous_session(day)
+    if cursor and cursor >= day.isoformat():
+        return None, f"already started the run for {day}"
+    if landed < calendar.cutoff(day).timestamp():
+        return None, f"no file has landed in the source since the cutoff of {day}"
+    return day, f"files landed after the cutoff of {day}"
+
+
 def source_data_sensor(calendar: TradingCalendar, source: Path) -> dg.SensorDefinition:
     @dg.sensor(
         name="source_data_sensor",
@@ -105,14 +122,9 @@ def source_data_sensor(calendar: TradingCalendar, source: Path) -> dg.SensorDefi
     )
     def _sensor(context: dg.SensorEvaluationContext):
         now = dt.datetime.now(ZoneInfo(calendar.timezone))
-        day = calendar.last_session_on_or_before(now.date())
-        if now < calendar.cutoff(day):
-            day = calendar.previous_session(day)
-        if context.cursor and context.cursor >= day.isoformat():
-            return dg.SkipReason(f"already started the run for {day}")
-        landed = latest_file_change(source)
-        if landed < calendar.cutoff(day).timestamp():
-            return dg.SkipReason(f"no file has landed in {source} since the cutoff of {day}")
+        day, reason = nightly_due(calendar, now, context.cursor, latest_file_change(source))
+        if day is None:
+            return dg.SkipReason(reason)
         context.update_cursor(day.isoformat())
         return dg.RunRequest(run_key=f"nightly-{day}", partition_key=day.isoformat())
 

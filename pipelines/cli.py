@@ -132,8 +132,8 @@ def cmd_settings(args: argparse.Namespace) -> int:
     """Show the effective settings and where each value came from."""
     from pipelines.settings import describe
 
-    for name, value, origin in describe(_settings(args)):
-        print(f"{name:<22} {value:<45} {origin}")
+    for name, value, origin, meaning in describe(_settings(args)):
+        print(f"{name:<22} {value:<40} {origin:<24} {meaning}")
     return EXIT_OK
 
 

@@ -112,7 +112,6 @@ FIELDS: tuple[Field, ...] = (
     Field("model_name", "model", "name", _text, "registered model name in MLflow"),
     Field("tier_thresholds", "risk", "tier_thresholds", _thresholds,
           "risk at which a system becomes elevated, high, critical"),
-    Field("alert_budget", "risk", "alert_budget", _share, "share of systems flagged per day"),
     Field("mlflow_tracking_uri", "mlflow", "tracking_uri", _optional_text,
           "MLflow tracking URI (default: SQLite under the home directory)"),
     Field("threads", "engine", "threads", _positive_int, "DuckDB threads"),
@@ -137,7 +136,6 @@ class Settings:
     holdout_days: int = 40
     model_name: str = "failcast-risk"
     tier_thresholds: tuple[float, float, float] = (0.05, 0.15, 0.35)
-    alert_budget: float = 0.05
     mlflow_tracking_uri: str | None = None
     threads: int = 2
     memory_limit: str = "1500MB"
@@ -259,11 +257,14 @@ def _check_exchange(settings: Settings) -> None:
         )
 
 
-def describe(settings: Settings) -> list[tuple[str, str, str]]:
-    """(name, value, where it came from) for every setting, for `failcast settings`."""
-    rows = [("source", str(settings.source), ""), ("home", str(settings.home), "")]
+def describe(settings: Settings) -> list[tuple[str, str, str, str]]:
+    """(name, value, where it came from, meaning) of every setting, for `failcast settings`."""
+    meaning = {f.name: f"[{f.section}] {f.key}: {f.help}" for f in FIELDS}
+    rows = [("source", str(settings.source), "", "the source directory"),
+            ("home", str(settings.home), "", "warehouse, MLflow store, published files")]
     for f in fields(settings):
         if f.name in ("source", "home", "origins"):
             continue
-        rows.append((f.name, str(getattr(settings, f.name)), settings.origins.get(f.name, "default")))
+        rows.append((f.name, str(getattr(settings, f.name)), settings.origins.get(f.name, "default"),
+                     meaning.get(f.name, "")))
     return rows

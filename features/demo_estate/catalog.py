@@ -235,16 +235,16 @@ TEXTS: dict[str, tuple[tuple[str, str, str], ...]] = {
     ),
 }
 
-CHANGE_TYPES: dict[str, tuple[str, tuple[float, float, float], str]] = {
-    # type: (description template, odds of low/medium/high risk, when it runs)
-    "restart": ("Scheduled restart of {sys}", (0.85, 0.15, 0.0), "weekend"),
-    "os_patch": ("Monthly OS security patching on {sys}", (0.5, 0.45, 0.05), "weekend"),
-    "db_maintenance": ("Index rebuild and statistics refresh on {sys}", (0.4, 0.5, 0.1), "weekend"),
-    "cleanup": ("Archive and purge old data on {sys}", (0.8, 0.2, 0.0), "weekend"),
-    "config": ("Configuration change on {sys}", (0.4, 0.5, 0.1), "evening"),
-    "release": ("Application release {v} of {sys}", (0.1, 0.55, 0.35), "evening"),
-    "network": ("Network change affecting {sys}", (0.2, 0.5, 0.3), "weekend"),
-    "hardware": ("Hardware replacement on {sys}", (0.3, 0.5, 0.2), "weekend"),
+# Each change type: its description and the odds of a low, medium or high risk level.
+CHANGE_TYPES: dict[str, tuple[str, tuple[float, float, float]]] = {
+    "restart": ("Scheduled restart of {sys}", (0.85, 0.15, 0.0)),
+    "os_patch": ("Monthly OS security patching on {sys}", (0.5, 0.45, 0.05)),
+    "db_maintenance": ("Index rebuild and statistics refresh on {sys}", (0.4, 0.5, 0.1)),
+    "cleanup": ("Archive and purge old data on {sys}", (0.8, 0.2, 0.0)),
+    "config": ("Configuration change on {sys}", (0.4, 0.5, 0.1)),
+    "release": ("Application release {v} of {sys}", (0.1, 0.55, 0.35)),
+    "network": ("Network change affecting {sys}", (0.2, 0.5, 0.3)),
+    "hardware": ("Hardware replacement on {sys}", (0.3, 0.5, 0.2)),
 }
 
 LOAD_SHAPES = ("trading", "post_trade", "client", "infra")

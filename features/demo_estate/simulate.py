@@ -207,7 +207,7 @@ class EstateSimulator:
     def _new_change(self, system: int, change_type: str, start: dt.datetime, hours: float,
                     created: dt.datetime | None = None) -> Change:
         rng = self.rng
-        template, odds, _ = CHANGE_TYPES[change_type]
+        template, odds = CHANGE_TYPES[change_type]
         risk = ("low", "medium", "high")[int(rng.choice(3, p=odds))]
         if created is None:
             # Most changes are raised days ahead; a few are emergencies raised hours before.

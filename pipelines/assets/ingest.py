@@ -47,6 +47,22 @@ def _share_check(asset: str, share: float, limit: float, rejected: int, read: in
     )
 
 
+def calendar_coverage(calendar, today: dt.date) -> dg.AssetCheckResult:
+    """Warn a month before the trading calendar runs out (XSHG's recorded holidays end 2026)."""
+    coverage = calendar.future_coverage_days(today)
+    return dg.AssetCheckResult(
+        asset_key="trading_calendar",
+        check_name=CALENDAR_CHECK,
+        passed=coverage >= CALENDAR_WARN_DAYS,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"days_covered_after_today": coverage, "calendar_ends": calendar.last_day.isoformat()},
+        description=(
+            f"The {calendar.exchange} calendar ends {calendar.last_day}: add the coming dates "
+            "to calendar.csv in the source before it runs out."
+        ),
+    )
+
+
 def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list:
     @dg.asset(
         group_name=GROUP,
@@ -64,7 +80,6 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list:
             con.register("sessions_frame", table)
             con.execute("CREATE OR REPLACE TABLE trading_calendar AS SELECT * FROM sessions_frame")
             con.unregister("sessions_frame")
-        coverage = calendar.future_coverage_days(dt.date.today())
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": table.height,
@@ -75,16 +90,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list:
                 "overrides_from_calendar_csv": len(calendar.overrides),
             }
         )
-        yield dg.AssetCheckResult(
-            check_name=CALENDAR_CHECK,
-            passed=coverage >= CALENDAR_WARN_DAYS,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"days_covered_after_today": coverage, "calendar_ends": calendar.last_day.isoformat()},
-            description=(
-                f"The {calendar.exchange} calendar ends {calendar.last_day}: add the coming dates "
-                "to calendar.csv in the source before it runs out."
-            ),
-        )
+        yield calendar_coverage(calendar, dt.date.today())
 
     table_specs = [
         dg.AssetSpec("systems", group_name=GROUP, kinds={"duckdb"},

@@ -1,0 +1,41 @@
+"""When the sensor starts the nightly run."""
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from features.trading_time import TradingCalendar
+from pipelines.automation import nightly_due
+
+CAL = TradingCalendar("XSHG", "Asia/Shanghai")
+SH = ZoneInfo("Asia/Shanghai")
+FRIDAY_CUTOFF = dt.datetime(2025, 6, 6, 18, tzinfo=SH)
+
+
+def test_due_once_files_land_after_the_cutoff():
+    after = (FRIDAY_CUTOFF + dt.timedelta(minutes=20)).timestamp()
+    assert nightly_due(CAL, FRIDAY_CUTOFF + dt.timedelta(minutes=30), None, after)[0] == dt.date(2025, 6, 6)
+
+
+def test_not_due_before_the_data_lands_or_twice():
+    before = (FRIDAY_CUTOFF - dt.timedelta(minutes=5)).timestamp()
+    after = (FRIDAY_CUTOFF + dt.timedelta(minutes=20)).timestamp()
+    day, reason = nightly_due(CAL, FRIDAY_CUTOFF + dt.timedelta(minutes=30), None, before)
+    assert day is None and "no file has landed" in reason
+    day, reason = nightly_due(CAL, FRIDAY_CUTOFF + dt.timedelta(minutes=30), "2025-06-06", after)
+    assert day is None and "already started" in reason
+
+
+def test_on_a_weekend_the_due_day_is_friday():
+    saturday = dt.datetime(2025, 6, 7, 10, tzinfo=SH)
+    assert nightly_due(CAL, saturday, None, saturday.timestamp())[0] == dt.date(2025, 6, 6)
+    before_cutoff = dt.datetime(2025, 6, 9, 9, tzinfo=SH)  # Monday morning: still Friday's
+    assert nightly_due(CAL, before_cutoff, "2025-06-05", before_cutoff.timestamp())[0] == dt.date(2025, 6, 6)
+
+
+def test_calendar_check_warns_a_month_before_the_calendar_ends():
+    from pipelines.assets.ingest import calendar_coverage
+
+    assert calendar_coverage(CAL, dt.date(2026, 11, 1)).passed  # XSHG is recorded to 2026-12-31
+    late = calendar_coverage(CAL, dt.date(2026, 12, 15))
+    assert not late.passed and late.severity.value == "WARN"
+    assert "calendar.csv" in late.description
