@@ -95,8 +95,12 @@ def train_and_gate(
     config: TrainConfig | None = None,
     params: dict | None = None,
     tags: dict[str, str] | None = None,
+    plots_dir: Path | None = None,
 ) -> TrainingOutcome:
-    """Fit, compare on the held-out days, log to MLflow, register, and set the alias."""
+    """Fit, compare on the held-out days, log to MLflow, register, and set the alias.
+
+    The evaluation plots are kept in ``plots_dir`` when given (they are in MLflow either way).
+    """
     config = config or TrainConfig()
     model = FailureModel.fit(training.train, feature_names(training.train), config)
     holdout = training.holdout
@@ -131,7 +135,7 @@ def train_and_gate(
         " and the champion" if champion_version is not None else "") + " on the hold-out"
 
     with tempfile.TemporaryDirectory() as tmp:
-        figures = plots(holdout, scores, model.importance(), Path(tmp))
+        figures = plots(holdout, scores, model.importance(), plots_dir or Path(tmp))
         metrics = {f"holdout_{k}": v for k, v in by_name[MODEL].items() if isinstance(v, float)}
         for name, row in by_name.items():
             if name != MODEL:
@@ -150,11 +154,6 @@ def train_and_gate(
                   "role": role, "decision": reason, **(tags or {})},
             sample=holdout,
         )
-        kept = {}
-        for name, path in figures.items():  # keep copies for the caller's metadata
-            keep = Path(tempfile.mkdtemp()) / path.name
-            keep.write_bytes(path.read_bytes())
-            kept[name] = keep
     registry.tag_version(registered.version, {
         "role": role, "decision": reason, "trained_through": str(training.train_window.last),
         "holdout_pr_auc": f"{by_name[MODEL]['pr_auc']:.6f}",
@@ -164,4 +163,5 @@ def train_and_gate(
     })
     registry.set_alias(registered.version, role)
     url = registry.run_url(registered.run_id, registry.experiment_id())
-    return TrainingOutcome(model, registered, role, reason, evaluation, url, kept)
+    return TrainingOutcome(model, registered, role, reason, evaluation, url,
+                           figures if plots_dir else {})

@@ -9,53 +9,32 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import PrivateAttr
 
-from pipelines.settings import Settings, load_settings
+from pipelines.settings import Settings, load_settings, settings_as_text
 
 
 class FailcastResource(dg.ConfigurableResource):
     """The run's settings: where the source and the home are, and the rules of time and risk.
 
-    Values left empty come from the source's ``failcast.toml`` and the ``FAILCAST_*``
-    environment, exactly as on the command line.
+    ``values`` holds every setting as text, exactly as the settings object that built the
+    definitions had it, so an asset sees the same settings as the command that launched it
+    (and a value can be changed for one run in the launchpad).
     """
 
     source: str
     home: str
-    timezone: str | None = None
-    exchange: str | None = None
-    cutoff: str | None = None
-    max_severity: int | None = None
-    quarantine_max_share: float | None = None
-    mlflow_tracking_uri: str | None = None
+    values: dict[str, str] = {}
 
     _settings: Settings | None = PrivateAttr(default=None)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FailcastResource:
-        return cls(
-            source=str(settings.source),
-            home=str(settings.home),
-            timezone=settings.timezone,
-            exchange=settings.exchange,
-            cutoff=settings.cutoff.strftime("%H:%M"),
-            max_severity=settings.max_severity,
-            quarantine_max_share=settings.quarantine_max_share,
-            mlflow_tracking_uri=settings.mlflow_tracking_uri,
-        )
+        return cls(source=str(settings.source), home=str(settings.home),
+                   values=settings_as_text(settings))
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(
-                self.source,
-                self.home,
-                timezone=self.timezone,
-                exchange=self.exchange,
-                cutoff=self.cutoff,
-                max_severity=self.max_severity,
-                quarantine_max_share=self.quarantine_max_share,
-                mlflow_tracking_uri=self.mlflow_tracking_uri,
-            )
+            self._settings = load_settings(self.source, self.home, env={}, **self.values)
         return self._settings
 
     def warehouse(self):

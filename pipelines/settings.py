@@ -257,6 +257,21 @@ def _check_exchange(settings: Settings) -> None:
         )
 
 
+def settings_as_text(settings: Settings) -> dict[str, str]:
+    """Every setting that has a value, as text its parser reads back to the same value."""
+    out = {}
+    for spec in FIELDS:
+        value = getattr(settings, spec.name)
+        if value is None:
+            continue
+        if isinstance(value, dt.time):
+            value = value.strftime("%H:%M")
+        elif isinstance(value, tuple):
+            value = ",".join(str(v) for v in value)
+        out[spec.name] = str(value)
+    return out
+
+
 def describe(settings: Settings) -> list[tuple[str, str, str, str]]:
     """(name, value, where it came from, meaning) of every setting, for `failcast settings`."""
     meaning = {f.name: f"[{f.section}] {f.key}: {f.help}" for f in FIELDS}

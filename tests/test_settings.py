@@ -48,3 +48,13 @@ def test_a_wrong_key_or_value_is_one_line_naming_it(tmp_path, toml, message):
 def test_environment_value_errors_name_the_variable(tmp_path):
     with pytest.raises(SettingsError, match="FAILCAST_QUARANTINE_MAX_SHARE"):
         load_settings(tmp_path, tmp_path, env={"FAILCAST_QUARANTINE_MAX_SHARE": "2"})
+
+
+def test_the_dagster_resource_carries_the_same_settings(tmp_path):
+    from pipelines.resources import FailcastResource
+
+    (tmp_path / "failcast.toml").write_text('[time]\nexchange = "24/7"\n[risk]\ntier_thresholds = "0.1,0.2,0.3"\n')
+    settings = load_settings(tmp_path, tmp_path / "home", env={"FAILCAST_CUTOFF": "17:15"},
+                             max_severity=2)
+    resource = FailcastResource.from_settings(settings)
+    assert resource.settings == settings

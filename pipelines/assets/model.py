@@ -110,13 +110,11 @@ def failure_model(context: dg.AssetExecutionContext, failcast: FailcastResource,
                   mlflow: MlflowResource) -> Iterator:
     training = _load_training_set(failcast)
     registry = mlflow.registry()
-    outcome = train_and_gate(training, registry, tags={"dagster_run_id": context.run.run_id,
-                                                       "run_name": f"train {training.as_of}"})
-    context.log.info(f"model v{outcome.registered.version}: {outcome.role} ({outcome.reason})")
     plots_dir = failcast.settings.home / "training" / "plots"
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    for path in outcome.plots.values():
-        (plots_dir / path.name).write_bytes(path.read_bytes())
+    outcome = train_and_gate(training, registry, plots_dir=plots_dir,
+                             tags={"dagster_run_id": context.run.run_id,
+                                   "run_name": f"train {training.as_of}"})
+    context.log.info(f"model v{outcome.registered.version}: {outcome.role} ({outcome.reason})")
     yield dg.MaterializeResult(metadata={
         "model_version": outcome.registered.version,
         "alias": outcome.role,
