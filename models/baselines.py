@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 PRIOR_DAYS = 30.0  # how many days of the estate's average rate a system's own history is mixed with
+DEFAULT_DAILY_RATE = 1e-3  # before any label is known: about one failure per system in 3 years
 
 
 def _column(frame: pl.DataFrame, name: str) -> np.ndarray:
@@ -27,13 +28,14 @@ def _column(frame: pl.DataFrame, name: str) -> np.ndarray:
 @dataclass
 class RecentRate:
     name: str = "recent_incident_rate"
-    daily_rate: float = 0.0
+    daily_rate: float = DEFAULT_DAILY_RATE
 
     def fit(self, frame: pl.DataFrame) -> RecentRate:
         days = _column(frame, "days_to_target")
         failures = frame["label"].to_numpy().astype(float)
         # P(failure in window) ~ rate * days for small rates; solve for the estate's daily rate.
-        self.daily_rate = float(failures.sum() / max(days.sum(), 1.0))
+        if failures.sum() > 0:
+            self.daily_rate = float(failures.sum() / max(days.sum(), 1.0))
         return self
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:

@@ -15,6 +15,9 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 ISOTONIC_MIN_POSITIVES = 400
+# No day is certain either way: a step of the isotonic fit may hold no failure at all, and a
+# published 0 would make one surprise an infinite log loss.
+FLOOR, CEILING = 1e-4, 1 - 1e-4
 
 
 @dataclass
@@ -44,8 +47,10 @@ class Calibrator:
     def __call__(self, margin: np.ndarray) -> np.ndarray:
         margin = np.asarray(margin, dtype=float)
         if self.method == "isotonic":
-            return np.interp(margin, self.x, self.y)
-        return 1.0 / (1.0 + np.exp(-(self.coef * margin + self.intercept)))
+            risk = np.interp(margin, self.x, self.y)
+        else:
+            risk = 1.0 / (1.0 + np.exp(-(self.coef * margin + self.intercept)))
+        return np.clip(risk, FLOOR, CEILING)
 
     def to_dict(self) -> dict:
         return {"method": self.method, "coef": self.coef, "intercept": self.intercept,

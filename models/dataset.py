@@ -74,7 +74,9 @@ def training_frame(
 
     config = config or TrainConfig()
     if not create_label_table(con, calendar, window.first, window.last, max_severity, known_at):
-        return pl.DataFrame(schema={k: pl.Date if k != "system_id" else pl.String for k in KEYS})
+        return pl.DataFrame(schema={"system_id": pl.String, "as_of": pl.Date,
+                                    "target_date": pl.Date, "label": pl.Boolean,
+                                    "thinned": pl.Boolean})
     days = [r[0] for r in con.execute(
         "SELECT DISTINCT as_of FROM window_labels ORDER BY as_of").fetchall()]
     keep = 1.0

@@ -145,3 +145,25 @@ def test_nan_in_parquet_with_statistics_is_a_missing_sample(tmp_path):
     warehouse, result = load(root, TUE, TUE)
     assert rows(warehouse, "SELECT value FROM metrics ORDER BY ts") == [(1.0,), (None,), (2.0,)]
     assert result.rows_rejected == 0
+
+
+def test_naive_parquet_timestamps_across_a_dst_change(tmp_path):
+    """New York springs forward on 2025-03-09: Monday's window spans two UTC offsets."""
+    nyse = TradingCalendar("XNYS", "America/New_York")
+    root = write_source(tmp_path / "src")
+    (root / "metrics").mkdir()
+    local = [dt.datetime(2025, 3, 8, 12), dt.datetime(2025, 3, 10, 12),
+             dt.datetime(2025, 3, 10, 17, 59), dt.datetime(2025, 3, 10, 18, 30)]
+    pq.write_table(pa.table({"ts": pa.array(local, pa.timestamp("us")), "system_id": ["A"] * 4,
+                             "metric": ["cpu_pct"] * 4, "value": [1.0, 2.0, 3.0, 4.0]}),
+                   root / "metrics" / "m.parquet")
+    warehouse = Warehouse(tmp_path / "wh.duckdb", timezone="America/New_York")
+    with warehouse.writer() as con:
+        load_source_tables(con, Source.open(root))
+        load_metrics(con, Source.open(root), nyse, dt.date(2025, 3, 10), dt.date(2025, 3, 11))
+    assert rows(warehouse, "SELECT as_of, ts, value FROM metrics ORDER BY ts") == [
+        (dt.date(2025, 3, 10), dt.datetime(2025, 3, 8, 17), 1.0),  # EST: UTC-5
+        (dt.date(2025, 3, 10), dt.datetime(2025, 3, 10, 16), 2.0),  # EDT: UTC-4
+        (dt.date(2025, 3, 10), dt.datetime(2025, 3, 10, 21, 59), 3.0),
+        (dt.date(2025, 3, 11), dt.datetime(2025, 3, 10, 22, 30), 4.0),
+    ]
