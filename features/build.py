@@ -21,8 +21,9 @@ import polars as pl
 from features.case_features import case_features
 from features.change_features import change_features
 from features.metric_features import LOOKBACK_SESSIONS, metric_features
+from features.source import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from features.trading_time import LONG_BREAK_DAYS, TradingCalendar
-from features.warehouse import replace_by_name
+from features.warehouse import replace_by_name, table_columns, table_exists
 
 TABLE = "system_day_features"
 KEYS = ("system_id", "as_of", "target_date")
@@ -133,7 +134,7 @@ def build_features(
         base = con.sql(INVENTORY, params=[LONG_BREAK_DAYS, LONG_BREAK_DAYS]).pl()
         parts = [*case_features(con), *change_features(con)]
         numeric = con.sql(NUMERIC_ATTRIBUTES).pl() if _extra_columns(con) else pl.DataFrame()
-        if _has_table(con, "metric_day_stats"):
+        if table_exists(con, "metric_day_stats"):
             parts.append(metric_features(con, first, last, lookback))
     finally:
         con.unregister("base_sessions")
@@ -204,14 +205,5 @@ def feature_columns(frame: pl.DataFrame) -> list[str]:
 
 def _extra_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Columns of systems.csv beyond the contract's (kept, and used as inventory features)."""
-    from features.source import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
-    from features.warehouse import table_columns
-
     known = set(REQUIRED_COLUMNS["systems"] + OPTIONAL_COLUMNS["systems"])
     return [c for c in table_columns(con, "systems") if c not in known]
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    from features.warehouse import table_exists
-
-    return table_exists(con, name)

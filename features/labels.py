@@ -76,22 +76,22 @@ def create_label_table(
     last: dt.date,
     max_severity: int,
     known_at: dt.date,
-    name: str = "window_labels",
 ) -> int:
-    """A TEMP table of the known labels of every feature row in ``first..last``; its size."""
+    """TEMP table ``window_labels``: the known labels of every feature row in ``first..last``.
+
+    Returns its number of rows."""
     days = known_sessions(calendar, first, last, known_at)
-    table = {"window_labels": "window_labels"}[name]  # one fixed name, never from data
     if not days:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (system_id VARCHAR, as_of DATE, "
+        con.execute("CREATE OR REPLACE TEMP TABLE window_labels (system_id VARCHAR, as_of DATE, "
                     "target_date DATE, label BOOLEAN, failures BIGINT)")
         return 0
     con.register("label_sessions", calendar.session_table(days[0], days[-1]))
     try:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {table} AS "  # noqa: S608
+            "CREATE OR REPLACE TEMP TABLE window_labels AS "
             + LABELS.format(keys=_KEYS_FROM_FEATURES),
             [max_severity],
         )
     finally:
         con.unregister("label_sessions")
-    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]  # noqa: S608
+    return con.execute("SELECT count(*) FROM window_labels").fetchall()[0][0]

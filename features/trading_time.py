@@ -31,6 +31,7 @@ EARLIEST = dt.date(1990, 1, 1)
 RULE_HORIZON_DAYS = 366
 # Length of the "after the close" window on calendars that never close.
 ALWAYS_OPEN_AFTER_CLOSE = dt.timedelta(hours=3)
+# A gap of 4+ calendar days between sessions is a holiday break, not a weekend.
 LONG_BREAK_DAYS = 4
 
 

@@ -77,7 +77,7 @@ def walk_forward(
         train = training_frame(con, calendar, window, max_severity, known_at=day, config=config)
         rows = read_features(con, period[0], period[-1])
         whole = train.filter(~pl.col("thinned")) if "thinned" in train.columns else train
-        baselines = fitted_baselines(whole) if whole.height else [RecentRate(), None]
+        baselines = fitted_baselines(whole) if whole.height else [RecentRate()]
         try:
             model = FailureModel.fit(train, feature_names(train), config)
             risk, scorer, note = model.predict(rows), "model", ""
@@ -85,7 +85,7 @@ def walk_forward(
             risk, scorer, note = baselines[0].predict(rows), "recent_incident_rate", str(exc)
         scored = rows.select("system_id", "as_of", "target_date").with_columns(
             risk=pl.Series(np.asarray(risk, dtype=float)),
-            **{b.name: pl.Series(b.predict(rows)) for b in baselines if b is not None},
+            **{b.name: pl.Series(b.predict(rows)) for b in baselines},
             trained_through=pl.lit(window.last),
             scorer=pl.lit(scorer),
         )

@@ -32,10 +32,9 @@ from features.demo_estate.catalog import (
     RANDOM_CATEGORIES,
     TEXTS,
 )
-from features.trading_time import TradingCalendar
+from features.trading_time import LONG_BREAK_DAYS, TradingCalendar
 
 MINUTES = 1440
-LONG_BREAK_DAYS = 4  # a gap of 4+ calendar days between sessions is a holiday, not a weekend
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
