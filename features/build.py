@@ -20,6 +20,7 @@ import polars as pl
 
 from features.case_features import case_features
 from features.change_features import change_features
+from features.errors import DataError
 from features.metric_features import LOOKBACK_SESSIONS, metric_features
 from features.source import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from features.trading_time import LONG_BREAK_DAYS, TradingCalendar
@@ -125,7 +126,7 @@ def build_features(
     """The feature rows of every system in service on each session ``first..last``."""
     sessions = session_frame(calendar, first, last)
     if sessions.is_empty():
-        raise ValueError(f"no trading day between {first} and {last}")
+        raise DataError(f"no trading day between {first} and {last}")
     first, last = sessions["as_of"][0], sessions["as_of"][-1]
     lookback = calendar.sessions_back(first, LOOKBACK_SESSIONS)
     con.register("base_sessions", sessions)
@@ -175,7 +176,7 @@ def build_and_write_features(
     """
     sessions = calendar.sessions(first, last)
     if not sessions:
-        raise ValueError(f"no trading day between {first} and {last}")
+        raise DataError(f"no trading day between {first} and {last}")
     summary = FeatureSummary(sessions[0], sessions[-1])
     chunks = [sessions[i:i + chunk_sessions] for i in range(0, len(sessions), chunk_sessions)]
     for done, chunk in enumerate(chunks, start=1):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
+from features.errors import DataError
 from features.source import Source
 from features.trading_time import TradingCalendar
 from features.validate import (
@@ -224,7 +225,7 @@ def load_metrics(
     """
     sessions = calendar.session_table(first, last)
     if sessions.is_empty():
-        raise ValueError(f"no trading day between {first} and {last}")
+        raise DataError(f"no trading day between {first} and {last}")
     first, last = sessions["as_of"][0], sessions["as_of"][-1]
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     totals = {"read": 0, "rejected": 0, "duplicates": 0}

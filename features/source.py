@@ -13,6 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
+from features.errors import DataError
+
 SYSTEMS, INCIDENTS, CHANGES, CALENDAR, SETTINGS = (
     "systems.csv",
     "incidents.csv",
@@ -43,7 +45,7 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-class SourceError(ValueError):
+class SourceError(DataError):
     """The source directory breaks the input contract in a way no row-level repair can fix."""
 
 

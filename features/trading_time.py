@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import polars as pl
 
+from features.errors import DataError
+
 ALWAYS_OPEN = frozenset({"24/7", "24/5"})
 EARLIEST = dt.date(1990, 1, 1)
 # For calendars whose holidays come from rules rather than a recorded list, trust them this far.
@@ -35,7 +37,7 @@ ALWAYS_OPEN_AFTER_CLOSE = dt.timedelta(hours=3)
 LONG_BREAK_DAYS = 4
 
 
-class CalendarRangeError(ValueError):
+class CalendarRangeError(DataError):
     """A date lies outside the range the trading calendar knows."""
 
 
@@ -60,7 +62,7 @@ def _to_date(value: dt.date | str) -> dt.date:
     try:
         return dt.date.fromisoformat(str(value))
     except ValueError as exc:
-        raise ValueError(f"not a date: {value!r} (expected YYYY-MM-DD)") from exc
+        raise DataError(f"not a date: {value!r} (expected YYYY-MM-DD)") from exc
 
 
 class TradingCalendar:
@@ -87,7 +89,7 @@ class TradingCalendar:
         self.always_open = exchange in ALWAYS_OPEN
         today = today or dt.date.today()
         if not xcals.calendar_utils.global_calendar_dispatcher.has_calendar(exchange):
-            raise ValueError(
+            raise DataError(
                 f"unknown exchange calendar {exchange!r}: use an exchange_calendars code such as "
                 "XSHG, XHKG, XNYS, or '24/7'"
             )
@@ -143,7 +145,7 @@ class TradingCalendar:
         if not self.is_session(day):
             i = np.searchsorted(self._sessions, np.datetime64(day, "D"))
             hint = f"; the next one is {self._sessions[i]}" if i < len(self._sessions) else ""
-            raise ValueError(f"{day} is not a trading day on the {self.exchange} calendar{hint}")
+            raise DataError(f"{day} is not a trading day on the {self.exchange} calendar{hint}")
         return day
 
     def sessions(self, start: dt.date | str, end: dt.date | str) -> list[dt.date]:
@@ -289,7 +291,7 @@ def parse_cutoff(text: str) -> dt.time:
         hours, minutes = str(text).strip().split(":")
         return dt.time(int(hours), int(minutes))
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"cutoff must be HH:MM local time, got {text!r}") from exc
+        raise DataError(f"cutoff must be HH:MM local time, got {text!r}") from exc
 
 
 def read_calendar_overrides(path) -> dict[dt.date, bool]:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import duckdb
 
+from features.errors import DataError
+
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
 
 SCHEMA = """
@@ -52,7 +54,7 @@ CREATE TABLE IF NOT EXISTS load_log (
 """
 
 
-class WarehouseMissing(FileNotFoundError):
+class WarehouseMissing(DataError):
     """Nothing has been written to the warehouse yet."""
 
 

@@ -16,6 +16,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from features.errors import DataError, UsageError
 from features.trading_time import TradingCalendar
 from models.baselines import RecentRate, fitted_baselines
 from models.dataset import feature_names, labelled_window, read_features, training_frame
@@ -28,7 +29,7 @@ RETRAIN_EVERY = ("monthly", "weekly")
 def retraining_days(sessions: list[dt.date], every: str) -> list[dt.date]:
     """The first session of each month (or ISO week) among ``sessions``."""
     if every not in RETRAIN_EVERY:
-        raise ValueError(f"retrain must be one of {', '.join(RETRAIN_EVERY)}, got {every!r}")
+        raise UsageError(f"retrain must be one of {', '.join(RETRAIN_EVERY)}, got {every!r}")
     key = (lambda d: (d.year, d.month)) if every == "monthly" else (lambda d: d.isocalendar()[:2])
     days, seen = [], set()
     for day in sessions:
@@ -67,7 +68,7 @@ def walk_forward(
     """
     sessions = calendar.sessions(start, end)
     if not sessions:
-        raise ValueError(f"no trading day between {start} and {end}")
+        raise DataError(f"no trading day between {start} and {end}")
     points = retraining_days(sessions, retrain)
     frames, steps = [], []
     for index, day in enumerate(points):

@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from features.build import build_and_write_features
+from features.errors import DataError, UsageError
 from features.ingest import load_metrics, load_source_tables
 from features.metric_features import LOOKBACK_SESSIONS
 from features.metric_stats import build_metric_day_stats
@@ -70,7 +71,7 @@ def backtest_source(
     source = Source.open(source_dir)
     sessions = calendar.sessions(start, end)
     if not sessions:
-        raise ValueError(f"no trading day between {start} and {end} on the {calendar.exchange} calendar")
+        raise DataError(f"no trading day between {start} and {end} on the {calendar.exchange} calendar")
     start, end = sessions[0], sessions[-1]
     warehouse = Warehouse(work / "warehouse.duckdb", timezone=calendar.timezone, threads=threads,
                           memory_limit=memory_limit)
@@ -144,5 +145,5 @@ def write_scores(scores: pl.DataFrame, out: Path) -> None:
     elif suffix == ".csv":
         scores.write_csv(partial)
     else:
-        raise ValueError(f"--out must end in .parquet or .csv, got {out.name}")
+        raise UsageError(f"--out must end in .parquet or .csv, got {out.name}")
     partial.replace(out)

@@ -14,6 +14,7 @@ import duckdb
 import polars as pl
 
 from features.build import KEYS, TABLE
+from features.errors import DataError
 from features.labels import create_label_table
 from features.trading_time import TradingCalendar
 from models.model import NotEnoughData, TimeSplit, TrainConfig
@@ -45,7 +46,7 @@ def read_features(
 
     present = table_columns(con, TABLE)
     if not present:
-        raise LookupError("no features in the warehouse yet: build system_day_features first")
+        raise DataError("no features in the warehouse yet: build system_day_features first")
     wanted = present if columns is None else [*KEYS, *(c for c in columns if c in present)]
     select = ", ".join(quote_ident(c) for c in wanted)
     frame = con.sql(

@@ -20,10 +20,11 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
+from features.errors import DataError
 from models.calibration import Calibrator
 
 
-class NotEnoughData(ValueError):
+class NotEnoughData(DataError):
     """Too few failures (or days) in the training window to fit a model."""
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
+from features.errors import DataError
+
 
 def _atomic(path: Path, write) -> None:
     partial = path.with_name(f".{path.name}.partial")
@@ -24,7 +26,7 @@ def _atomic(path: Path, write) -> None:
 def publish_files(out_dir: Path, scores: pl.DataFrame, html: str) -> dict[str, Path]:
     """Write ``risk_scores.parquet``, ``risk_scores.csv`` and ``change_review.html``."""
     if scores.is_empty():
-        raise ValueError("nothing to publish: no scores")
+        raise DataError("nothing to publish: no scores")
     target = scores["target_date"][0]
     folder = out_dir / str(target)
     folder.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
+from features.errors import DataError
 from models.calibration import Calibrator
 from models.model import FailureModel
 
@@ -128,7 +129,7 @@ class ModelRegistry:
         """The whole model (trees, calibration, features) behind an alias."""
         version = self.version_by_alias(alias)
         if version is None:
-            raise LookupError(
+            raise DataError(
                 f"no model has the alias {alias!r} in {self.model_name!r} yet: train one "
                 "(the retrain job, or `failcast demo`)"
             )

@@ -16,6 +16,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from features.errors import DataError
 from features.trading_time import TradingCalendar
 from features.warehouse import transaction
 from models.dataset import read_features
@@ -86,7 +87,7 @@ def score_day(
     as_of = calendar.require_session(as_of)
     rows = read_features(con, as_of, as_of)
     if rows.is_empty():
-        raise LookupError(f"no features for {as_of}: build system_day_features for it first")
+        raise DataError(f"no features for {as_of}: build system_day_features for it first")
     risk = np.clip(model.predict(rows), 0.0, 1.0)
     factors = top_factors(model, rows, k_factors)
     ranked = model.importance()["feature"].to_list()

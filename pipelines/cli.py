@@ -1,8 +1,10 @@
 """``failcast``: the command line of operations, data scientists and change reviewers.
 
 Every command keeps heavy imports (Dagster, MLflow, LightGBM) inside the function that needs
-them, so ``failcast --help`` and ``failcast risk`` answer quickly. Errors a user can fix end
-with one line on stderr and exit code 2, never a traceback (``FAILCAST_DEBUG=1`` shows it).
+them, so ``failcast --help`` and ``failcast risk`` answer quickly. A problem failcast
+understands (``features.errors``) ends with one line on stderr and its exit code (2 usage or
+data, 3 a resource unavailable); anything else is a bug: exit 1, one line, and
+``FAILCAST_DEBUG=1`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -14,14 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+from features.errors import EXIT_BUG, EXIT_OK, EXIT_USAGE, FailcastError, UsageError
 
 DEMO_SYSTEMS = 60
 DEMO_START, DEMO_END = dt.date(2025, 4, 1), dt.date(2026, 9, 24)
-
-
-class UsageError(ValueError):
-    """The command line asks for something that cannot be done as asked."""
 
 
 def _date(text: str) -> dt.date:
@@ -513,23 +511,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(exc: Exception) -> int:
-    from features.source import SourceError
-    from features.trading_time import CalendarRangeError
-    from features.warehouse import WarehouseMissing
-    from pipelines.settings import SettingsError
-
-    known = (SourceError, SettingsError, CalendarRangeError, WarehouseMissing, UsageError,
-             FileExistsError, FileNotFoundError, ValueError)
-    if isinstance(exc, known):
+    if isinstance(exc, FailcastError):
         _say(f"failcast: error: {exc}")
-        return EXIT_USAGE
-    from pipelines.runner import RunFailed
-
-    if isinstance(exc, RunFailed):
-        _say(f"failcast: {exc}")
-        return EXIT_ERROR
-    _say(f"failcast: unexpected {type(exc).__name__}: {exc} (FAILCAST_DEBUG=1 shows the traceback)")
-    return EXIT_ERROR
+        return exc.exit_code
+    _say(f"failcast: internal error {type(exc).__name__}: {exc} (a bug: FAILCAST_DEBUG=1 shows "
+         "the traceback)")
+    return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import datetime as dt
 
 import dagster as dg
 
+from features.errors import DataError
 from features.trading_time import TradingCalendar
 
 DEFAULT_HISTORY_DAYS = 730
@@ -17,7 +18,7 @@ def partitions_start(calendar: TradingCalendar, start: dt.date | None, today: dt
     wanted = max(wanted, calendar.first_day + dt.timedelta(days=1))
     sessions = calendar.sessions(wanted, calendar.last_day)
     if not sessions:
-        raise ValueError(f"the {calendar.exchange} calendar has no trading day after {wanted}")
+        raise DataError(f"the {calendar.exchange} calendar has no trading day after {wanted}")
     return sessions[0]
 
 

@@ -19,6 +19,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from features.errors import EXIT_BUG, FailcastError
 from pipelines.settings import Settings
 
 DAGSTER_YAML = """\
@@ -30,8 +31,10 @@ nux:
 """
 
 
-class RunFailed(RuntimeError):
+class RunFailed(FailcastError):
     """A Dagster run failed; the message names the step and the reason."""
+
+    exit_code = EXIT_BUG
 
 
 def ensure_dagster_home(settings: Settings) -> Path:

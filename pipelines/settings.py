@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from features.errors import UsageError
 from features.source import CALENDAR, SETTINGS
 
 
-class SettingsError(ValueError):
+class SettingsError(UsageError):
     """A setting has a wrong name or value."""
 
 

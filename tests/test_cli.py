@@ -42,3 +42,24 @@ def test_date_outside_the_calendar_is_one_line_naming_calendar_csv(tiny_estate, 
 
 def test_usage_error_exits_2():
     assert run("risk-of-rain").returncode == 2
+
+
+def test_a_bug_is_exit_1_and_a_resource_fault_exit_3_each_in_one_line(monkeypatch, capsys):
+    """Only failcast's own errors are usage or data errors; a ValueError from inside a library
+    is a bug, not bad input."""
+    import pipelines.cli as cli
+    from features.errors import ResourceError
+
+    def raiser(exc):
+        def command(args):
+            raise exc
+        return command
+
+    monkeypatch.setattr(cli, "cmd_settings", raiser(ValueError("inside polars")))
+    assert main(["settings"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "internal error ValueError: inside polars" in err[0]
+
+    monkeypatch.setattr(cli, "cmd_settings", raiser(ResourceError("MLflow at http://x is unreachable")))
+    assert main(["settings"]) == 3
+    assert capsys.readouterr().err.strip() == "failcast: error: MLflow at http://x is unreachable"

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
+from features.errors import DataError
 from models.backtest import evaluate_scores, walk_forward, with_labels
 from models.evaluate import HEADLINE
 from models.lifecycle import MODEL, TrainingSet, build_training_set, train_and_gate
@@ -32,7 +33,7 @@ class BacktestConfig(dg.Config):
 def latest_features_day(con) -> dt.date:
     found = con.execute("SELECT max(as_of) FROM system_day_features").fetchall()[0][0]
     if found is None:
-        raise LookupError("no features in the warehouse yet: run the features job first")
+        raise DataError("no features in the warehouse yet: run the features job first")
     return found
 
 
@@ -85,7 +86,7 @@ def _load_training_set(failcast: FailcastResource) -> TrainingSet:
 
     train_path, holdout_path, meta_path = _training_paths(failcast)
     if not meta_path.exists():
-        raise LookupError("no training set yet: materialize training_set first")
+        raise DataError("no training set yet: materialize training_set first")
     meta = json.loads(meta_path.read_text())
 
     def window(pair):
