@@ -171,9 +171,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = {"as_of": args.as_of.isoformat()} if args.as_of else {}
     run_job(build_definitions(settings), "retrain_job", settings,
             run_config={"ops": {"training_set": {"config": config}}})
-    from models.registry import CHAMPION, ModelRegistry
+    from models.registry import CHAMPION
 
-    registry = ModelRegistry(settings.tracking_uri, settings.artifact_location, settings.model_name)
+    registry = settings.registry()
     tags = registry.version_tags(CHAMPION)
     _say(f"champion: {settings.model_name} v{registry.version_by_alias(CHAMPION).version} "
          f"({tags.get('decision', '')})")
@@ -239,9 +239,8 @@ def _print_metrics(table) -> None:
 
 def _log_backtest(settings, args, result) -> None:
     from models.evaluate import HEADLINE
-    from models.registry import ModelRegistry
 
-    registry = ModelRegistry(settings.tracking_uri, settings.artifact_location, settings.model_name)
+    registry = settings.registry()
     run_id, experiment_id = registry.log_backtest(
         params={"source": settings.source, "start": args.start, "end": args.end,
                 "retrain": args.retrain, "train_sessions": args.train_days or settings.train_window_days},
@@ -306,50 +305,34 @@ def cmd_review_change(args: argparse.Namespace) -> int:
     """Approve, extra review or defer a change, from its system's published risk.
 
     Exit code 0 approve, 10 extra review, 20 defer, 2 usage or data error."""
-    import json
-
-    from models.decisions import EXIT_CODES, recommend
+    from models.decisions import EXIT_CODES
+    from models.review import review_change
 
     settings = _settings(args)
     calendar = settings.calendar
     with settings.warehouse().reader() as con:
-        found = con.sql("SELECT * FROM changes WHERE change_id = ?", params=[args.change_id]).pl()
-        if found.is_empty():
-            raise UsageError(f"unknown change {args.change_id!r}: it is not in changes.csv "
-                             "(or has not been ingested yet)")
-        change = found.row(0, named=True)
-        start = change["scheduled_start"].replace(tzinfo=dt.UTC)
-        as_of = calendar.as_of_for_instant(start)
-        score = con.sql("SELECT * FROM risk_scores WHERE as_of = ? AND system_id = ?",
-                        params=[as_of, change["system_id"]]).pl() if _has_scores(con) else None
-        systems = con.sql("SELECT count(*) AS n FROM risk_scores WHERE as_of = ?",
-                          params=[as_of]).pl()["n"][0] if _has_scores(con) else 0
-    if score is None or score.is_empty():
-        raise UsageError(
-            f"no published risk for {change['system_id']} as of {as_of}, the day whose window "
-            f"holds {args.change_id}: run `failcast nightly --date {as_of}`")
-    row = score.row(0, named=True)
-    action, reason = recommend(row["tier"], change["risk_level"])
+        review = review_change(con, calendar, args.change_id)
+    change, row = review.change, review.score
     tz = calendar.tz
     local = lambda moment: moment.replace(tzinfo=dt.UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment else "?"  # noqa: E731
     print(f"{change['change_id']}  {change['description'] or ''}")
-    print(f"  decision   {action.upper()}: {reason}")
+    print(f"  decision   {review.action.upper()}: {'; '.join(review.reasons)}")
     print(f"  system     {row['system_id']}: risk {row['risk']:.1%} ({row['tier']}), "
-          f"rank {row['rank']} of {systems} for {row['target_date']} (as of {as_of})")
+          f"rank {row['rank']} of {review.systems_scored} for {row['target_date']} (as of {review.as_of})")
     print(f"  change     {change['change_type'] or 'unspecified'}, risk {change['risk_level'] or 'unstated'}, "
           f"{local(change['scheduled_start'])} to {local(change['scheduled_end'])} {calendar.timezone}")
-    if change["created_at"] >= calendar.cutoff_utc(as_of):
+    if review.raised_after_cutoff:
         print("  note       raised after the cutoff: the published risk did not know about it")
-    for factor in json.loads(row["top_factors"] or "[]"):
+    for factor in review.factors:
         value = "" if factor["value"] is None else f" = {factor['value']}"
         print(f"  reason     {factor['direction']} risk: {factor['description']}{value}")
-    for incident in json.loads(row["similar_incidents"] or "[]")[:3]:
+    for incident in review.similar[:3]:
         print(f"  similar    {incident['incident_id']} ({incident['system_id']}, {incident['opened_at']}): "
               f"{incident['title'] or ''}")
         print(f"             root cause: {incident['root_cause'] or 'not recorded'}; "
               f"remediation: {incident['remediation'] or 'not recorded'}")
     print(f"  model      {row['model_name']} v{row['model_version']} (MLflow run {row['mlflow_run_id']})")
-    return EXIT_CODES[action]
+    return EXIT_CODES[review.action]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

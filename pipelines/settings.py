@@ -179,6 +179,12 @@ class Settings:
                    "memory_limit": self.memory_limit, **overrides}
         return Warehouse(self.warehouse_path, **options)
 
+    def registry(self):
+        """The MLflow model registry of these settings (tracking store, artifacts, model name)."""
+        from models.registry import ModelRegistry
+
+        return ModelRegistry(self.tracking_uri, self.artifact_location, self.model_name)
+
     def with_values(self, **values: Any) -> Settings:
         return replace(self, **values)
 
