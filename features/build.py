@@ -24,7 +24,7 @@ from features.errors import DataError
 from features.metric_features import LOOKBACK_SESSIONS, metric_features
 from features.source import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from features.trading_time import LONG_BREAK_DAYS, TradingCalendar
-from features.warehouse import replace_by_name, table_columns, table_exists
+from features.warehouse import quote_ident, replace_by_name, table_columns, table_exists
 
 TABLE = "system_day_features"
 KEYS = ("system_id", "as_of", "target_date")
@@ -87,6 +87,8 @@ class FeatureSummary:
     null_counts: dict[str, int] = field(default_factory=dict)
     infinite: set[str] = field(default_factory=set)
     latest: pl.DataFrame = field(default_factory=pl.DataFrame)
+    # Metric families (all ``<metric>__*`` columns) with no value at all on a day.
+    empty_families: dict[dt.date, set[str]] = field(default_factory=dict)
 
     @property
     def features(self) -> list[str]:
@@ -101,6 +103,51 @@ class FeatureSummary:
                 self.infinite.add(column)
         if frame.height:
             self.latest = frame.filter(pl.col("as_of") == frame["as_of"].max())
+        families = metric_families(frame.columns)
+        if families and frame.height:
+            empty = frame.group_by("as_of").agg(
+                pl.all_horizontal(pl.col(columns).is_null().all()).alias(family)
+                for family, columns in families.items())
+            for row in empty.iter_rows(named=True):
+                day = row.pop("as_of")
+                self.empty_families[day] = {f for f, is_empty in row.items() if is_empty}
+
+
+def metric_families(columns: list[str]) -> dict[str, list[str]]:
+    """Feature columns grouped by the metric they come from (``<metric>__<stat>``)."""
+    families: dict[str, list[str]] = {}
+    for column in columns:
+        if "__" in column:
+            families.setdefault(column.rsplit("__", 1)[0], []).append(column)
+    return families
+
+
+PRESENT_BEFORE_SESSIONS = 5
+
+
+def families_gone_empty(con: duckdb.DuckDBPyConnection, calendar: TradingCalendar,
+                        summary: FeatureSummary) -> dict[dt.date, list[str]]:
+    """Days of ``summary`` on which a metric family that had values in the
+    ``PRESENT_BEFORE_SESSIONS`` sessions before is entirely empty: a feed that broke, not a
+    feature that needs more history. Reads the written table, so call it after writing."""
+    out: dict[dt.date, list[str]] = {}
+    present = [c for c in table_columns(con, TABLE) if c.endswith("__mean")]
+    for day, families in sorted(summary.empty_families.items()):
+        if not families:
+            continue
+        first = calendar.sessions_back(day, PRESENT_BEFORE_SESSIONS)
+        before = calendar.previous_session(day)
+        if first > before:
+            continue
+        counts = con.execute(
+            "SELECT " + ", ".join(f"count({quote_ident(c)})" for c in present)  # noqa: S608
+            + f" FROM {TABLE} WHERE as_of BETWEEN ? AND ?", [first, before]).fetchall()[0] \
+            if present else ()
+        had = {c.rsplit("__", 1)[0] for c, n in zip(present, counts, strict=True) if n}
+        gone = sorted(families & had)
+        if gone:
+            out[day] = gone
+    return out
 
 
 def session_frame(calendar: TradingCalendar, first: dt.date, last: dt.date) -> pl.DataFrame:

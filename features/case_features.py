@@ -2,8 +2,11 @@
 
 Every query joins the ``feature_base`` table (one row per active system and as-of day, with
 that day's cutoff) to incidents opened strictly before the cutoff. Nothing here reads an
-incident's resolution text or anything else filed after the fact, except whether an incident
-was still open at the cutoff, which was known then.
+incident's resolution text or anything else filed after the fact. An incident counts as open
+at the cutoff when it has no ``resolved_at`` or one after the cutoff: on the night itself an
+open incident has no resolution time yet, and later, in the history a model learns from, the
+same incident has one after the cutoff; both count it, so the night's features are the
+features the model learned from.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ SELECT b.system_id, b.as_of,
     count(DISTINCT i.category) FILTER (
         WHERE i.opened_at >= b.cutoff_utc - INTERVAL 90 DAY) AS inc_categories_90d,
     count(i.incident_id) FILTER (
-        WHERE i.resolved_at IS NOT NULL AND i.resolved_at > b.cutoff_utc) AS inc_open_at_cutoff
+        WHERE i.resolved_at IS NULL OR i.resolved_at > b.cutoff_utc) AS inc_open_at_cutoff
 FROM feature_base b
 LEFT JOIN incidents i
   ON i.system_id = b.system_id

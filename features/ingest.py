@@ -385,6 +385,22 @@ def _drop_exact_duplicates(con: duckdb.DuckDBPyConnection, sessions: pl.DataFram
     return int(dropped)
 
 
+def newest_sample(con: duckdb.DuckDBPyConnection, source: Source, before: dt.datetime,
+                  lookback: dt.timedelta = dt.timedelta(days=400)) -> dt.datetime | None:
+    """The newest metric sample in the source files before ``before`` (aware), as naive UTC.
+
+    Only the ``lookback`` before it is searched, so Parquet files are pruned by their
+    statistics; the warehouse answers this cheaply once a history is loaded, and this is for
+    the night when it holds none."""
+    if not source.has_metrics:
+        return None
+    select, params = _source_select(con, source, (before - lookback, before))
+    bound = before.astimezone(dt.UTC).replace(tzinfo=None)
+    ((newest,),) = con.execute(
+        f"SELECT max(ts_utc) FROM ({select}) WHERE ts_utc < ?", [*params, bound]).fetchall()  # noqa: S608
+    return newest
+
+
 def _quarantine_undated(con: duckdb.DuckDBPyConnection, source: Source, now: dt.datetime) -> int:
     """Quarantine rows whose timestamp is missing or unreadable: they fit no partition."""
     select, params = _source_select(con, source, None, undated_only=True)

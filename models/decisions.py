@@ -5,7 +5,9 @@ Tier of a system, from its calibrated risk and the thresholds (default 0.05 / 0.
     low  < elevated threshold <= elevated < high threshold <= high < critical threshold <= critical
 
 Action for a change, from its system's tier and the change's own risk level (a missing or
-unknown risk level counts as medium):
+unknown risk level counts as medium), never "approve" when the system's data for the night is
+not ``ok`` (``features.data_status``): a risk computed from missing data is no reason to wave a
+change through, so such a change gets at least "extra review", with the data's state as reason:
 
     system tier \\ change risk   low            medium         high
     low                         approve        approve        extra review
@@ -39,9 +41,17 @@ def tier_of(risk: float, thresholds: tuple[float, float, float]) -> str:
     return "low"
 
 
-def recommend(system_tier: str, change_risk: str | None) -> tuple[str, str]:
+def recommend(system_tier: str, change_risk: str | None, data_status: str | None = "ok",
+              data_notes: str | None = None) -> tuple[str, str]:
     """The action for a change and the sentence that explains it."""
     level = change_risk if change_risk in ("low", "medium", "high") else "medium"
     action = ACTIONS[(system_tier, level)]
     stated = change_risk if level == change_risk else f"{change_risk or 'unstated'} (taken as medium)"
-    return action, f"system risk tier {system_tier}, change risk {stated}"
+    reason = f"system risk tier {system_tier}, change risk {stated}"
+    if data_status != "ok":
+        if action == APPROVE:
+            action = REVIEW
+        state = (data_status or "not judged").replace("_", " ")
+        reason += f"; the system's data is {state}" + (f" ({data_notes})" if data_notes else "") \
+            + ": its risk may be understated"
+    return action, reason

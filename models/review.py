@@ -54,7 +54,8 @@ def review_change(con: duckdb.DuckDBPyConnection, calendar: TradingCalendar,
     systems = con.execute(f"SELECT count(*) FROM {PUBLISHED} WHERE as_of = ?",  # noqa: S608
                           [as_of]).fetchall()[0][0]
     row = score.row(0, named=True)
-    action, reason = recommend(row["tier"], change["risk_level"])
+    action, reason = recommend(row["tier"], change["risk_level"], row.get("data_status"),
+                               row.get("data_notes"))
     return ChangeReview(
         change=change,
         as_of=as_of,

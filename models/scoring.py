@@ -39,8 +39,13 @@ SCORE_COLUMNS = """
     model_name VARCHAR,
     model_version VARCHAR,
     mlflow_run_id VARCHAR,
-    scored_at TIMESTAMP
+    scored_at TIMESTAMP,
+    data_status VARCHAR,
+    data_notes VARCHAR
 """
+# Columns added after the first release: older warehouses get them on their next write
+# (their earlier rows stay NULL: "not judged").
+ADDED_COLUMNS = (("data_status", "VARCHAR"), ("data_notes", "VARCHAR"))
 STAGING, PUBLISHED = "scores_staging", "risk_scores"
 
 WINDOW_CHANGES = """
@@ -55,6 +60,8 @@ ORDER BY scheduled_start, change_id
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     for table in (STAGING, PUBLISHED):
         con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({SCORE_COLUMNS})")
+        for column, kind in ADDED_COLUMNS:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
 
 
 def window_changes(con: duckdb.DuckDBPyConnection, calendar: TradingCalendar,
@@ -79,15 +86,26 @@ def score_day(
     registered: RegisteredModel,
     thresholds: tuple[float, float, float],
     *,
+    status: pl.DataFrame | None = None,
     k_factors: int = 5,
     k_similar: int = 3,
     now: dt.datetime | None = None,
 ) -> pl.DataFrame:
-    """The ``risk_scores`` rows of one as-of day."""
+    """The ``risk_scores`` rows of one as-of day.
+
+    ``status`` (``features.data_status``: system_id, data_status, data_notes) says how good
+    each system's data is; without it every system is taken as ``ok``."""
     as_of = calendar.require_session(as_of)
     rows = read_features(con, as_of, as_of)
     if rows.is_empty():
         raise DataError(f"no features for {as_of}: build system_day_features for it first")
+    states = rows.select("system_id").join(
+        status.select("system_id", "data_status", "data_notes") if status is not None
+        else pl.DataFrame(schema={"system_id": pl.String, "data_status": pl.String,
+                                  "data_notes": pl.String}),
+        on="system_id", how="left", maintain_order="left",
+    ).with_columns(pl.col("data_status").fill_null("ok"), pl.col("data_notes").fill_null(""))
+    state_by_system = {s: (st, nt) for s, st, nt in states.iter_rows()}
     risk = np.clip(model.predict(rows), 0.0, 1.0)
     factors = top_factors(model, rows, k_factors)
     ranked = model.importance()["feature"].to_list()
@@ -99,7 +117,8 @@ def score_day(
     by_system: dict[str, list[dict]] = {}
     for change in changes.iter_rows(named=True):
         tier = tier_by_system.get(change["system_id"])
-        action, reason = recommend(tier, change["risk_level"]) if tier else (None, "system not scored")
+        action, reason = (recommend(tier, change["risk_level"], *state_by_system[change["system_id"]])
+                          if tier else (None, "system not scored"))
         by_system.setdefault(change["system_id"], []).append({
             "change_id": change["change_id"],
             "scheduled_start": _local(change["scheduled_start"], tz),
@@ -123,12 +142,14 @@ def score_day(
         model_version=pl.lit(registered.version),
         mlflow_run_id=pl.lit(registered.run_id),
         scored_at=pl.lit(scored_at),
+        data_status=states["data_status"],
+        data_notes=states["data_notes"],
     )
     frame = frame.sort(["risk", "system_id"], descending=[True, False]).with_columns(
         rank=pl.int_range(1, frame.height + 1, dtype=pl.Int32))
     return frame.select("as_of", "target_date", "system_id", "risk", "tier", "rank", "top_factors",
                         "similar_incidents", "scheduled_changes", "model_name", "model_version",
-                        "mlflow_run_id", "scored_at")
+                        "mlflow_run_id", "scored_at", "data_status", "data_notes")
 
 
 def stage_day(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, as_of: dt.date) -> None:
@@ -141,7 +162,7 @@ def publish_day(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> int:
     ensure_tables(con)
     with transaction(con):
         con.execute(f"DELETE FROM {PUBLISHED} WHERE as_of = ?", [as_of])  # noqa: S608
-        con.execute(f"INSERT INTO {PUBLISHED} SELECT * FROM {STAGING} WHERE as_of = ?", [as_of])  # noqa: S608
+        con.execute(f"INSERT INTO {PUBLISHED} BY NAME SELECT * FROM {STAGING} WHERE as_of = ?", [as_of])  # noqa: S608
         return con.execute(f"SELECT count(*) FROM {PUBLISHED} WHERE as_of = ?", [as_of]).fetchall()[0][0]  # noqa: S608
 
 

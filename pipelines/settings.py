@@ -71,6 +71,13 @@ def _positive_int(value: Any) -> int:
     return number
 
 
+def _positive_float(value: Any) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"must be a positive number, got {value!r}")
+    return number
+
+
 def _thresholds(value: Any) -> tuple[float, float, float]:
     parts = value.split(",") if isinstance(value, str) else list(value)
     numbers = tuple(float(p) for p in parts)
@@ -105,6 +112,10 @@ FIELDS: tuple[Field, ...] = (
     Field("max_severity", "label", "max_severity", _severity, "incidents of severity <= this are failures"),
     Field("quarantine_max_share", "quality", "quarantine_max_share", _share,
           "quarantined share of a table's rows that blocks publishing"),
+    Field("max_feed_age_days", "quality", "max_feed_age_days", _positive_float,
+          "days an incident or change feed may stand still before a night is refused"),
+    Field("max_missing_share", "quality", "max_missing_share", _share,
+          "share of the systems that normally send metrics allowed to send none"),
     Field("start", "pipeline", "start", _date, "first as-of day of the Dagster partitions"),
     Field("train_window_days", "model", "train_window_days", _positive_int,
           "trading days of labels a model trains on"),
@@ -132,6 +143,8 @@ class Settings:
     cutoff: dt.time = dt.time(18, 0)
     max_severity: int = 4
     quarantine_max_share: float = 0.01
+    max_feed_age_days: float = 10.0
+    max_missing_share: float = 0.2
     start: dt.date | None = None
     train_window_days: int = 500
     holdout_days: int = 40

@@ -161,11 +161,12 @@ def test_risk_command_formats(published, capsys):
 def reviewed(tmp_path):
     """A warehouse with hand-set published risk, one change per decision."""
     source = write_source(
-        tmp_path / "src", systems="system_id\nA\nB\nC\n",
+        tmp_path / "src", systems="system_id\nA\nB\nC\nD\n",
         changes=("change_id,system_id,scheduled_start,created_at,risk_level,description\n"
                  "OK,A,2025-06-10T20:00:00,2025-06-01T10:00:00,low,patch\n"
                  "LOOK,B,2025-06-10T20:00:00,2025-06-01T10:00:00,low,patch\n"
                  "STOP,C,2025-06-10T20:00:00,2025-06-01T10:00:00,high,release\n"
+                 "BLIND,D,2025-06-10T20:00:00,2025-06-01T10:00:00,low,patch\n"
                  "LATE,A,2025-07-10T20:00:00,2025-06-01T10:00:00,low,unscored\n"))
     settings = load_settings(source, tmp_path / "home", env={})
     from models.scoring import ensure_tables
@@ -173,15 +174,25 @@ def reviewed(tmp_path):
     with settings.warehouse().writer() as con:
         load_source_tables(con, Source.open(source))
         ensure_tables(con)
-        for system, risk, tier in (("A", 0.01, "low"), ("B", 0.2, "high"), ("C", 0.5, "critical")):
-            con.execute("INSERT INTO risk_scores VALUES ('2025-06-10', '2025-06-11', ?, ?, ?, 1, "
-                        "'[]', '[]', '[]', 'm', '1', 'r', now())", [system, risk, tier])
+        for system, risk, tier, status, notes in (
+                ("A", 0.01, "low", "ok", ""), ("B", 0.2, "high", "ok", ""),
+                ("C", 0.5, "critical", "ok", ""),
+                ("D", 0.01, "low", "no_telemetry", "no metric samples since 2025-05-30")):
+            con.execute("INSERT INTO risk_scores BY NAME SELECT DATE '2025-06-10' AS as_of, "
+                        "DATE '2025-06-11' AS target_date, ? AS system_id, ? AS risk, ? AS tier, "
+                        "1 AS rank, '[]' AS top_factors, '[]' AS similar_incidents, "
+                        "'[]' AS scheduled_changes, 'm' AS model_name, '1' AS model_version, "
+                        "'r' AS mlflow_run_id, now() AS scored_at, ? AS data_status, "
+                        "? AS data_notes", [system, risk, tier, status, notes])
     return ["--source", str(source), "--home", str(settings.home)]
 
 
-@pytest.mark.parametrize(("change", "code"), [("OK", 0), ("LOOK", 10), ("STOP", 20),
+@pytest.mark.parametrize(("change", "code"), [("OK", 0), ("LOOK", 10), ("STOP", 20), ("BLIND", 10),
                                               ("LATE", 2), ("NOPE", 2)])
 def test_review_change_exit_codes(reviewed, change, code, capsys):
     assert main(["review-change", *reviewed, change]) == code
     if code == 2:
         assert "failcast: error:" in capsys.readouterr().err
+    if change == "BLIND":  # a low-risk change on a low-risk system, but the system sent no data
+        out = capsys.readouterr().out
+        assert "EXTRA REVIEW" in out and "no telemetry (no metric samples since 2025-05-30)" in out

@@ -5,32 +5,34 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from features.build import TABLE, FeatureSummary, active_system_days, build_and_write_features
+from features.build import (
+    FeatureSummary,
+    active_system_days,
+    build_and_write_features,
+    families_gone_empty,
+)
 from features.metric_features import LOOKBACK_SESSIONS
 from features.metric_stats import build_metric_day_stats
 from pipelines.assets.ingest import partition_dates
 from pipelines.metadata import markdown_table
 from pipelines.partitions import per_trading_day
 from pipelines.resources import FailcastResource
+from pipelines.run_tags import refusal_severity
 
 GROUP = "features"
 ROWS_CHECK = "one_row_per_active_system"
 FINITE_CHECK = "no_infinite_values"
-NULL_CHECK = "no_feature_entirely_null"
+FAMILY_CHECK = "no_metric_family_gone_empty"
 
 
-def _feature_checks(con, summary: FeatureSummary, sessions: list) -> list[dg.AssetCheckResult]:
-    first = summary.first
+def _feature_checks(context, con, calendar, summary: FeatureSummary,
+                    sessions: list) -> list[dg.AssetCheckResult]:
     active = active_system_days(con, sessions)
     infinite = sorted(summary.infinite)
+    gone = families_gone_empty(con, calendar, summary)
     empty_now = [c for c, nulls in summary.null_counts.items() if nulls == summary.rows]
-    # A feature that had values before this range and has none in it points at a broken feed;
-    # features that simply need more history (baselines) are not flagged.
-    previous = con.sql(
-        f"SELECT * FROM {TABLE} WHERE as_of < ? ORDER BY as_of DESC LIMIT 2000",  # noqa: S608
-        params=[first],
-    ).pl() if empty_now else pl.DataFrame()
-    went_empty = [c for c in empty_now if c in previous.columns and previous[c].null_count() < previous.height]
+    described = "; ".join(f"{day}: every feature of {_names(families)} is empty"
+                          for day, families in gone.items())
     return [
         dg.AssetCheckResult(
             check_name=ROWS_CHECK,
@@ -45,16 +47,22 @@ def _feature_checks(con, summary: FeatureSummary, sessions: list) -> list[dg.Ass
             metadata={"infinite_features": ", ".join(infinite) or "none"},
         ),
         dg.AssetCheckResult(
-            check_name=NULL_CHECK,
-            passed=not went_empty,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "features_gone_empty": ", ".join(went_empty) or "none",
-                "features_without_values_yet": len(empty_now) - len(went_empty),
-            },
-            description="Features that had values before and are entirely empty now.",
+            check_name=FAMILY_CHECK,
+            passed=not gone,
+            severity=refusal_severity(context),
+            metadata={"families_gone_empty": described or "none",
+                      "features_without_values": len(empty_now)},
+            description=(
+                f"system_day_features {described}, though the sessions before had them: "
+                "their metrics did not arrive" if gone else
+                "No metric family that had values in the sessions before is entirely empty."),
         ),
     ]
+
+
+def _names(families: list[str], shown: int = 4) -> str:
+    more = len(families) - shown
+    return ", ".join(families[:shown]) + (f" and {more} more metrics" if more > 0 else "")
 
 
 def build_feature_assets(partitions: dg.PartitionsDefinition) -> list:
@@ -103,7 +111,7 @@ def build_feature_assets(partitions: dg.PartitionsDefinition) -> list:
         check_specs=[
             dg.AssetCheckSpec(ROWS_CHECK, asset="system_day_features", blocking=True),
             dg.AssetCheckSpec(FINITE_CHECK, asset="system_day_features", blocking=True),
-            dg.AssetCheckSpec(NULL_CHECK, asset="system_day_features"),
+            dg.AssetCheckSpec(FAMILY_CHECK, asset="system_day_features", blocking=True),
         ],
     )
     def system_day_features(context: dg.AssetExecutionContext, failcast: FailcastResource) -> Iterator:
@@ -114,7 +122,8 @@ def build_feature_assets(partitions: dg.PartitionsDefinition) -> list:
                 con, settings.calendar, first, last,
                 on_chunk=lambda done, total: context.log.info(f"features: chunk {done}/{total}"),
             )
-            checks = _feature_checks(con, summary, settings.calendar.sessions(first, last))
+            checks = _feature_checks(context, con, settings.calendar, summary,
+                                     settings.calendar.sessions(first, last))
         features = summary.features
         nulls = pl.DataFrame(
             {"feature": features,

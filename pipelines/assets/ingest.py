@@ -7,13 +7,16 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from features.ingest import load_metrics, load_source_tables
+from features.feeds import FeedStatus, feed_status
+from features.ingest import load_metrics, load_source_tables, newest_sample
 from pipelines.metadata import markdown_table
 from pipelines.partitions import per_trading_day
 from pipelines.resources import FailcastResource
+from pipelines.run_tags import refusal_severity
 
 GROUP = "ingest"
 QUARANTINE_CHECK = "quarantine_share_within_limit"
+FEEDS_CHECK = "source_feeds_fresh"
 CALENDAR_CHECK = "calendar_covers_next_30_days"
 CALENDAR_WARN_DAYS = 30
 
@@ -44,6 +47,18 @@ def _share_check(asset: str, share: float, limit: float, rejected: int, read: in
         description=(
             f"{rejected} of {read} rows quarantined ({share:.2%}); publishing stops above {limit:.2%}"
         ),
+    )
+
+
+def _feeds_check(context: dg.AssetExecutionContext, feeds: list[FeedStatus]) -> dg.AssetCheckResult:
+    stale = [f.message for f in feeds if f.stale]
+    return dg.AssetCheckResult(
+        asset_key="metrics",
+        check_name=FEEDS_CHECK,
+        passed=not stale,
+        severity=refusal_severity(context),
+        metadata={f.feed: f.message for f in feeds},
+        description="; ".join(stale) if stale else "Every feed of the source is moving.",
     )
 
 
@@ -134,22 +149,29 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list:
         **per_trading_day(partitions),
         group_name=GROUP,
         kinds={"duckdb"},
-        deps=["systems"],
+        deps=["systems", "incidents", "changes"],
         description=(
             "Metric samples of each as-of day: [cutoff of the previous session, cutoff of this "
-            "one), read by DuckDB from the source's Parquet/CSV files."
+            "one), read by DuckDB from the source's Parquet/CSV files. Its checks refuse a "
+            "night whose feeds (metrics, incidents, changes) are stale."
         ),
-        check_specs=[dg.AssetCheckSpec(QUARANTINE_CHECK, asset="metrics", blocking=True)],
+        check_specs=[dg.AssetCheckSpec(QUARANTINE_CHECK, asset="metrics", blocking=True),
+                     dg.AssetCheckSpec(FEEDS_CHECK, asset="metrics", blocking=True)],
     )
     def metrics(context: dg.AssetExecutionContext, failcast: FailcastResource) -> Iterator:
         settings = failcast.settings
         first, last = partition_dates(context)
         with settings.warehouse().writer() as con:
+            source = failcast.source_files()
             load = load_metrics(
-                con, failcast.source_files(), settings.calendar, first, last,
+                con, source, settings.calendar, first, last,
                 on_chunk=lambda done, total: context.log.info(f"metrics: {done}/{total} sessions"),
             )
             examples = _quarantine_examples(con, "metrics", (first, last))
+            # A backfill's range is judged by its newest day: the night it would publish.
+            feeds = feed_status(
+                con, settings.calendar, last, settings.max_feed_age_days,
+                newest_in_source=lambda before: newest_sample(con, source, before))
         context.log.info(
             f"metrics {first}..{last}: {load.rows_loaded:,} samples loaded, "
             f"{load.rows_rejected:,} quarantined, {load.duplicates_dropped:,} duplicates dropped"
@@ -167,5 +189,6 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list:
         )
         yield _share_check("metrics", load.reject_share, settings.quarantine_max_share,
                            load.rows_rejected, load.rows_read)
+        yield _feeds_check(context, feeds)
 
     return [trading_calendar, source_tables, metrics]

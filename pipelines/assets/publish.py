@@ -12,6 +12,8 @@ import dagster as dg
 import polars as pl
 
 from features.build import active_system_days
+from features.data_status import NO_TELEMETRY, data_status, missing_share, with_stale_feeds
+from features.feeds import METRICS, feed_status
 from models.drift import MIN_CURRENT_ROWS, drift_table
 from models.registry import CHAMPION
 from models.report import render_change_review
@@ -21,12 +23,14 @@ from pipelines.metadata import markdown_table
 from pipelines.mlflow_resource import MlflowResource
 from pipelines.partitions import per_trading_day
 from pipelines.resources import FailcastResource
+from pipelines.run_tags import refusal_severity
 
 GROUP = "publish"
 ROWS_CHECK = "one_score_per_active_system"
 PROBABILITY_CHECK = "risk_is_a_probability"
 CHAMPION_CHECK = "champion_beats_baselines"
 DRIFT_CHECK = "features_not_drifted"
+TELEMETRY_CHECK = "telemetry_across_estate"
 REFERENCE_SESSIONS = 60
 DRIFT_TABLE = """
 CREATE TABLE IF NOT EXISTS feature_drift (
@@ -54,6 +58,33 @@ def _drift(con, calendar, as_of, model, trained_through: str | None) -> pl.DataF
     return drift_table(reference, current, model.features)
 
 
+def _telemetry_check(context, days: list[tuple], limit: float) -> dg.AssetCheckResult:
+    """The estate-wide rule: refuse a night on which too many systems that normally send
+    metrics sent none."""
+    worst = None
+    for as_of, status in days:
+        silent, senders, share = missing_share(status)
+        if share > limit and (worst is None or share > worst[3]):
+            worst = (as_of, silent, senders, share, status)
+    if worst is None:
+        shares = {str(d): round(missing_share(s)[2], 4) for d, s in days}
+        return dg.AssetCheckResult(
+            check_name=TELEMETRY_CHECK, passed=True, metadata={"missing_share": shares},
+            description=f"At most {limit:.0%} of the systems that send metrics are silent.")
+    as_of, silent, senders, share, status = worst
+    names = status.filter(pl.col("data_status") == NO_TELEMETRY)["system_id"].to_list()
+    listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return dg.AssetCheckResult(
+        check_name=TELEMETRY_CHECK,
+        passed=False,
+        severity=refusal_severity(context),
+        metadata={"as_of": str(as_of), "silent_systems": silent, "systems_sending_metrics": senders,
+                  "missing_share": share, "limit": limit},
+        description=(f"{silent} of {senders} systems that normally send metrics sent none for "
+                     f"as-of {as_of} ({share:.0%}, limit {limit:.0%}): {listed}"),
+    )
+
+
 def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
     common = {**per_trading_day(partitions), "group_name": GROUP}
 
@@ -70,6 +101,7 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
             dg.AssetCheckSpec(PROBABILITY_CHECK, asset="scored_systems", blocking=True),
             dg.AssetCheckSpec(CHAMPION_CHECK, asset="scored_systems", blocking=True),
             dg.AssetCheckSpec(DRIFT_CHECK, asset="scored_systems"),
+            dg.AssetCheckSpec(TELEMETRY_CHECK, asset="scored_systems", blocking=True),
         ],
     )
     def scored_systems(context: dg.AssetExecutionContext, failcast: FailcastResource,
@@ -80,11 +112,18 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
         model, registered = registry.load(CHAMPION)
         tags = registry.version_tags(CHAMPION)
         first, last = partition_dates(context)
-        frames, drifts = [], []
+        frames, drifts, silent = [], [], []
         with settings.warehouse().writer() as con:
             con.execute(DRIFT_TABLE)
             for as_of in calendar.sessions(first, last):
-                frame = score_day(con, calendar, as_of, model, registered, settings.tier_thresholds)
+                status = data_status(con, calendar, as_of)
+                stale = [f.message for f in feed_status(con, calendar, as_of,
+                                                        settings.max_feed_age_days)
+                         if f.stale and f.feed != METRICS]
+                status = with_stale_feeds(status, stale)
+                silent.append((as_of, status))
+                frame = score_day(con, calendar, as_of, model, registered, settings.tier_thresholds,
+                                  status=status)
                 stage_day(con, frame, as_of)
                 drift = _drift(con, calendar, as_of, model, tags.get("trained_through"))
                 con.execute("DELETE FROM feature_drift WHERE as_of = ?", [as_of])
@@ -127,6 +166,7 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
                       "decision": tags.get("decision", "unknown")},
             description="The scoring model beat the baselines on its held-out days.",
         )
+        yield _telemetry_check(context, silent, settings.max_missing_share)
         yield dg.AssetCheckResult(
             check_name=DRIFT_CHECK,
             passed=not drifted,
