@@ -46,6 +46,24 @@ def _histogram(risk: list[float], thresholds: tuple[float, float, float]) -> lis
     return bars
 
 
+def _data_banner(rows: list[dict], feeds: list) -> dict:
+    """What the page says first: how many systems' data is ok, which are not and why, and the
+    feeds' watermarks."""
+    flagged = [{"system_id": r["system_id"], "status": r.get("data_status"),
+                "notes": r.get("data_notes"), "risk": r["risk"]}
+               for r in rows if r.get("data_status") != "ok"]
+    counts: dict[str, int] = {}
+    for r in rows:
+        status = r.get("data_status") or "not_judged"
+        counts[status] = counts.get(status, 0) + 1
+    return {
+        "total": len(rows), "ok": counts.get("ok", 0), "flagged": flagged,
+        "counts": [{"status": k, "count": v} for k, v in sorted(counts.items())],
+        "feeds": [{"feed": f.feed, "message": f.message, "stale": f.stale} for f in feeds],
+        "stale": any(f.stale for f in feeds),
+    }
+
+
 def render_change_review(
     scores: pl.DataFrame,
     systems: pl.DataFrame,
@@ -56,8 +74,12 @@ def render_change_review(
     thresholds: tuple[float, float, float],
     drift: pl.DataFrame | None = None,
     mlflow_url: str | None = None,
+    feeds: list | None = None,
 ) -> str:
-    """The HTML page for one as-of day's published scores."""
+    """The HTML page for one as-of day's published scores.
+
+    ``feeds`` (``features.feeds.FeedStatus``) are the source's watermarks at the cutoff; with
+    the rows' ``data_status`` they make the banner that opens the page."""
     info = {row["system_id"]: row for row in systems.iter_rows(named=True)}
     rows = []
     for row in scores.sort("rank").iter_rows(named=True):
@@ -74,6 +96,8 @@ def render_change_review(
         for change in row["changes"]:
             changes.append({**change, "system_id": row["system_id"], "system_name": row["name"],
                             "system_risk": row["risk"], "system_tier": row["tier"],
+                            "system_data_status": row.get("data_status"),
+                            "system_data_notes": row.get("data_notes"),
                             "action_css": _css(change["action"]), "factors": row["factors"][:3],
                             "similar": row["similar"][:1]})
     changes.sort(key=lambda c: ({"defer": 0, "extra review": 1}.get(c["action"], 2),
@@ -94,6 +118,7 @@ def render_change_review(
         "riskiest": rows[:RISKIEST],
         "drifted": (drift.filter(pl.col("status") == "heavy").to_dicts()
                     if drift is not None and drift.height else []),
+        "data": _data_banner(rows, feeds or []),
         "thresholds": thresholds,
         "matrix": [{"tier": t, "actions": [{"name": ACTIONS[(t, lvl)], "css": _css(ACTIONS[(t, lvl)])}
                                            for lvl in ("low", "medium", "high")]} for t in TIERS],

@@ -6,6 +6,9 @@
   only when the new model beats it.
 - ``source_data_sensor`` (off by default): starts the nightly run as soon as new files land in
   the source after the day's cutoff, for firms whose post-market batch has no fixed time.
+- ``risk_scores_freshness``: Dagster's time-partition freshness check on ``risk_scores``, due
+  ``PUBLICATION_GRACE`` after the nightly run starts, in the configured timezone, evaluated by
+  its sensor: an overdue publication shows on the asset's page in the UI.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import dagster as dg
 from features.trading_time import TradingCalendar
 
 NIGHTLY_DELAY = dt.timedelta(minutes=30)
+# The CAB expects the night's publication by an hour after the nightly run starts.
+PUBLICATION_GRACE = dt.timedelta(hours=1)
 
 
 def build_jobs() -> list:
@@ -47,7 +52,7 @@ def build_jobs() -> list:
 
 
 def nightly_schedule(calendar: TradingCalendar) -> dg.ScheduleDefinition:
-    run_at = (dt.datetime.combine(dt.date(2000, 1, 1), calendar.cutoff_time) + NIGHTLY_DELAY).time()
+    run_at = _after_cutoff(calendar, NIGHTLY_DELAY)
 
     @dg.schedule(
         name="nightly_schedule",
@@ -129,3 +134,45 @@ def source_data_sensor(calendar: TradingCalendar, source: Path) -> dg.SensorDefi
         return dg.RunRequest(run_key=f"nightly-{day}", partition_key=day.isoformat())
 
     return _sensor
+
+
+def _after_cutoff(calendar: TradingCalendar, delay: dt.timedelta) -> dt.time:
+    return (dt.datetime.combine(dt.date(2000, 1, 1), calendar.cutoff_time) + delay).time()
+
+
+def freshness_due(calendar: TradingCalendar, now: dt.datetime, due: dt.time) -> bool:
+    """Whether the freshness check should be evaluated at ``now``: on a trading day, after the
+    publication's deadline. Dagster's time-partition check asks for the newest partition at the
+    last deadline; on an exchange holiday, and on the morning after one, that partition is the
+    next trading day's (partitions skip holidays), which cannot be published yet."""
+    local = now.astimezone(calendar.tz)
+    return calendar.is_session(local.date()) and local.time() >= due
+
+
+def risk_scores_freshness(calendar: TradingCalendar) -> tuple[list, dg.SensorDefinition]:
+    """The freshness check of the published table and the sensor that evaluates it."""
+    due = _after_cutoff(calendar, NIGHTLY_DELAY + PUBLICATION_GRACE)
+    checks = list(dg.build_time_partition_freshness_checks(
+        assets=["risk_scores"],
+        deadline_cron=f"{due.minute} {due.hour} * * 1-5" if not calendar.always_open
+        else f"{due.minute} {due.hour} * * *",
+        timezone=calendar.timezone,
+        severity=dg.AssetCheckSeverity.ERROR,
+    ))
+    evaluate = dg.build_sensor_for_freshness_checks(freshness_checks=checks)
+
+    @dg.sensor(
+        name="risk_scores_freshness_sensor",
+        asset_selection=dg.AssetSelection.checks(*checks),
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(f"Evaluates the freshness check of risk_scores after {due:%H:%M} "
+                     f"{calendar.timezone} on trading days: the night's publication is overdue "
+                     "when it has not arrived by then."),
+    )
+    def _freshness(context: dg.SensorEvaluationContext):
+        if not freshness_due(calendar, dt.datetime.now(dt.UTC), due):
+            return dg.SkipReason(f"risk_scores is judged after {due:%H:%M} on trading days")
+        return evaluate(context)
+
+    return checks, _freshness

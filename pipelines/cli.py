@@ -29,6 +29,14 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
 
 
+def _instant(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (use YYYY-MM-DD HH:MM, optionally with an offset)") from None
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -77,6 +85,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
         f"{summary.incidents} incidents, {summary.changes} changes "
         f"in {time.perf_counter() - started:.1f} s"
     )
+    return EXIT_OK
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    """Write a copy of a source as it stood at an instant: incidents opened before it (those
+    still open then without resolved_at), changes raised before it (unfinished ones without
+    their outcome), metric samples before it. A naive time is local to the source's timezone.
+    Replays a past night exactly as the nightly run saw it."""
+    from features.snapshot import snapshot_source
+
+    settings = _settings(args)
+    known_at = args.as_known_at
+    if known_at.tzinfo is None:
+        known_at = known_at.replace(tzinfo=settings.calendar.tz)
+    snapshot = snapshot_source(settings.source, args.out, known_at, settings.timezone,
+                               overwrite=args.overwrite)
+    _say(f"wrote {snapshot.out}: the source as known at {known_at.isoformat()} "
+         f"({snapshot.incidents:,} incidents, {snapshot.changes:,} changes, "
+         f"{snapshot.metric_files} metric files)")
     return EXIT_OK
 
 
@@ -149,14 +176,21 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
-    """Run the evening job for an as-of day: ingest, features, score, publish."""
+    """Run the evening job for an as-of day: ingest, features, score, publish.
+
+    A night whose feeds are stale (metrics end before the day, an incident or change feed that
+    stopped) or on which too many systems sent no telemetry is refused: exit 2 with one line
+    naming the check and its reason, and the previous publication stays as it was."""
     from pipelines.definitions import build_definitions
+    from pipelines.run_tags import ALLOW_STALE
     from pipelines.runner import run_job
 
     settings = _settings(args)
     day = settings.calendar.require_session(args.date)
-    _say(f"nightly run for as-of {day} ({settings.source})")
-    run_job(build_definitions(settings), "nightly_job", settings, day, day)
+    _say(f"nightly run for as-of {day} ({settings.source})"
+         + (": --allow-stale, stale or missing data is published, marked" if args.allow_stale else ""))
+    run_job(build_definitions(settings), "nightly_job", settings, day, day,
+            run_tags={ALLOW_STALE: "true"} if args.allow_stale else None)
     target = settings.calendar.next_session(day)
     _say(f"published: {settings.published_dir / str(target) / 'change_review.html'}")
     return EXIT_OK
@@ -255,6 +289,8 @@ def cmd_risk(args: argparse.Namespace) -> int:
     """Published risk for a target day (the day the CAB reviews), from the risk_scores table."""
     import json
 
+    import polars as pl
+
     settings = _settings(args)
     with settings.warehouse().reader() as con:
         if not _has_scores(con):
@@ -283,13 +319,21 @@ def cmd_risk(args: argparse.Namespace) -> int:
         first = frame.row(0, named=True)
         print(f"risk of an incident on {first['target_date']} (as of {first['as_of']}), "
               f"model {first['model_name']} v{first['model_version']}")
-        print(f"{'rank':>4}  {'system':<14} {'risk':>7}  {'tier':<9} {'changes':>7}  main reasons")
+        flagged = frame.filter(pl.col("data_status").fill_null("not judged") != "ok")
+        if flagged.height:
+            print(f"data: {flagged.height} of {frame.height} systems' data is not ok; their risk "
+                  "may be understated (column data, and data_notes in --format json/csv)")
+        print(f"{'rank':>4}  {'system':<14} {'risk':>7}  {'tier':<9} {'data':<12} {'changes':>7}  "
+              "main reasons")
         for row in frame.head(args.limit).iter_rows(named=True):
             factors = json.loads(row["top_factors"] or "[]")[:2]
             reasons = "; ".join(f"{f['direction']}: {f['description']}" for f in factors)
             changes = len(json.loads(row["scheduled_changes"] or "[]"))
+            data = row["data_status"] or "not judged"
             print(f"{row['rank']:>4}  {row['system_id']:<14} {row['risk']:>7.2%}  {row['tier']:<9} "
-                  f"{changes:>7}  {reasons}")
+                  f"{data:<12} {changes:>7}  {reasons}")
+            if data != "ok" and row["data_notes"]:
+                print(f"{'':>36}{row['data_notes']}")
         if frame.height > args.limit:
             print(f"… {frame.height - args.limit} more (--limit, or --format csv)")
     return EXIT_OK
@@ -430,6 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing estate in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = add("snapshot", cmd_snapshot, "copy a source as it stood at an instant (a past night)")
+    where(p)
+    p.add_argument("--as-known-at", type=_instant, required=True,
+                   help="ISO time, e.g. '2026-09-24 18:00' (local to the source) or with an offset")
+    p.add_argument("--out", required=True, help="directory to write the snapshot into")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+
     p = add("validate", cmd_validate, "check a source directory against the input contract")
     where(p)
 
@@ -439,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("nightly", cmd_nightly, "the evening run for an as-of day: ingest, features, score, publish")
     where(p)
     p.add_argument("--date", type=_date, required=True, help="as-of trading day")
+    p.add_argument("--allow-stale", action="store_true",
+                   help="publish even when feeds are stale or telemetry is missing across the "
+                        "estate (every surface marks it); by default such a night is refused, exit 2")
 
     p = add("train", cmd_train, "train a model and put it through the champion gate")
     where(p)

@@ -16,7 +16,13 @@ from pipelines.assets.features import build_feature_assets
 from pipelines.assets.ingest import build_ingest_assets
 from pipelines.assets.model import model_assets
 from pipelines.assets.publish import build_publish_assets
-from pipelines.automation import build_jobs, nightly_schedule, retrain_schedule, source_data_sensor
+from pipelines.automation import (
+    build_jobs,
+    nightly_schedule,
+    retrain_schedule,
+    risk_scores_freshness,
+    source_data_sensor,
+)
 from pipelines.partitions import trading_day_partitions
 from pipelines.resources import build_resources
 from pipelines.runner import step_printer
@@ -24,11 +30,16 @@ from pipelines.settings import Settings, load_settings
 
 # Single-run backfills are the point of the partitioned assets; their beta label is noise here.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
+# Dagster calls its time-partition freshness checks superseded by FreshnessPolicy, but a
+# FreshnessPolicy judges when an asset last materialized, not whether the trading day's partition
+# exists, so it would fail every weekend and holiday (pipelines.automation).
+warnings.filterwarnings("ignore", category=dg.SupersessionWarning)
 
 
 def build_definitions(settings: Settings, today: dt.date | None = None) -> dg.Definitions:
     calendar = settings.calendar
     partitions = trading_day_partitions(calendar, settings.start, today)
+    freshness_checks, freshness_sensor = risk_scores_freshness(calendar)
     return dg.Definitions(
         assets=[
             *build_ingest_assets(partitions),
@@ -36,9 +47,10 @@ def build_definitions(settings: Settings, today: dt.date | None = None) -> dg.De
             *model_assets,
             *build_publish_assets(partitions),
         ],
+        asset_checks=freshness_checks,
         jobs=build_jobs(),
         schedules=[nightly_schedule(calendar), retrain_schedule(calendar)],
-        sensors=[source_data_sensor(calendar, settings.source)],
+        sensors=[source_data_sensor(calendar, settings.source), freshness_sensor],
         resources=build_resources(settings),
         loggers={"steps": step_printer, **dg.default_loggers()},
     )

@@ -19,7 +19,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from features.errors import EXIT_BUG, FailcastError
+from features.errors import EXIT_BUG, EXIT_USAGE, FailcastError
 from pipelines.settings import Settings
 
 DAGSTER_YAML = """\
@@ -32,9 +32,14 @@ nux:
 
 
 class RunFailed(FailcastError):
-    """A Dagster run failed; the message names the step and the reason."""
+    """A Dagster run failed; the message names the step or check and the reason.
 
-    exit_code = EXIT_BUG
+    Its exit code is the failure's: 2 when a blocking check refused the data (or a step raised a
+    usage or data error), 3 when a step found a resource unavailable, 1 for anything else."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_BUG) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def ensure_dagster_home(settings: Settings) -> Path:
@@ -93,17 +98,18 @@ def run_job(
     first: dt.date | None = None,
     last: dt.date | None = None,
     run_config: dict | None = None,
+    run_tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Execute ``job_name`` in this process for one as-of day or a range of them."""
     ensure_dagster_home(settings)
-    tags: dict[str, str] = {}
+    tags: dict[str, str] = dict(run_tags or {})
     partition_key = None
     if first is not None:
         last = last or first
         if first == last:
             partition_key = first.isoformat()
         else:
-            tags = {
+            tags |= {
                 ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
                 ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
             }
@@ -118,10 +124,46 @@ def run_job(
             raise_on_error=False,
         )
     if not result.success:
-        failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        where = failures[0].step_key if failures else job_name
-        raise RunFailed(
-            f"{job_name} failed at {where}; see the run {result.run_id} in the Dagster UI "
-            "(make ui)"
-        )
+        raise run_failure(job_name, result)
     return result
+
+
+def run_failure(job_name: str, result: dg.ExecuteInProcessResult) -> RunFailed:
+    """The one line that says why a run failed: the refusing check and its reason, or the
+    failed step and its error, with the exit code that failure deserves."""
+    refused = [e.event_specific_data for e in result.all_events
+               if e.event_type_value == "ASSET_CHECK_EVALUATION"
+               and not e.event_specific_data.passed
+               and e.event_specific_data.severity == dg.AssetCheckSeverity.ERROR]
+    if refused:
+        check = refused[0]
+        more = f" (and {len(refused) - 1} more failed check(s))" if len(refused) > 1 else ""
+        return RunFailed(f"{job_name} refused by the check {check.check_name} of "
+                         f"{check.asset_key.to_user_string()}: {check.description}{more}",
+                         EXIT_USAGE)
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    if not failures:
+        return RunFailed(f"{job_name} failed; see the run {result.run_id} in the Dagster UI")
+    step, error = failures[0].step_key, failures[0].event_specific_data.error
+    known = _failcast_errors()
+    while error is not None:
+        if error.cls_name in known:
+            message = error.message.strip().split(": ", 1)[-1]
+            return RunFailed(f"{job_name} failed at {step}: {message}", known[error.cls_name])
+        if error.cause is None:
+            break
+        error = error.cause
+    message = (error.message if error else "").strip().splitlines()
+    return RunFailed(f"{job_name} failed at {step}: {message[-1] if message else 'unknown error'} "
+                     f"(a bug: see the run {result.run_id} in the Dagster UI)")
+
+
+def _failcast_errors() -> dict[str, int]:
+    """Every FailcastError class by name, with its exit code (steps run in this process, so
+    every class a step can raise is imported by now)."""
+    found, todo = {}, [FailcastError]
+    while todo:
+        cls = todo.pop()
+        found[cls.__name__] = cls.exit_code if isinstance(cls.exit_code, int) else EXIT_BUG
+        todo.extend(cls.__subclasses__())
+    return found

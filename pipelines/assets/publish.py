@@ -14,6 +14,7 @@ import polars as pl
 from features.build import active_system_days
 from features.data_status import NO_TELEMETRY, data_status, missing_share, with_stale_feeds
 from features.feeds import METRICS, feed_status
+from features.ingest import newest_sample
 from models.drift import MIN_CURRENT_ROWS, drift_table
 from models.registry import CHAMPION
 from models.report import render_change_review
@@ -146,6 +147,11 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
                                                                 registry.experiment_id())),
             "systems_per_tier": markdown_table(tiers.rename({"len": "systems"})),
             "riskiest": markdown_table(latest.select("rank", "system_id", "risk", "tier").head(10)),
+            "data_status": markdown_table(
+                latest.group_by("data_status").len().sort("data_status").rename({"len": "systems"})),
+            "systems_not_ok": markdown_table(
+                latest.filter(pl.col("data_status") != "ok").select("system_id", "data_status",
+                                                                    "data_notes")),
             "drifted_features": ", ".join(drifted) or "none",
         })
         with settings.warehouse().reader() as con:
@@ -221,7 +227,10 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
                     scores, systems, cutoff=window.start.strftime("%Y-%m-%d %H:%M"),
                     target_cutoff=window.end.strftime("%Y-%m-%d %H:%M"),
                     timezone=calendar.timezone, thresholds=settings.tier_thresholds, drift=drift,
-                    mlflow_url=registry.run_url(run, registry.experiment_id()))
+                    mlflow_url=registry.run_url(run, registry.experiment_id()),
+                    feeds=feed_status(con, calendar, as_of, settings.max_feed_age_days,
+                                      newest_in_source=lambda before: newest_sample(
+                                          con, failcast.source_files(), before)))
                 files = publish_files(settings.published_dir, scores, html)
                 written.append(files["html"])
                 for changes in scores["scheduled_changes"].to_list():
