@@ -33,14 +33,14 @@ _CSV_IN = "read_csv(?, all_varchar = true, header = true)"
 _CSV_OUT = "(FORMAT csv, HEADER true)"
 FINAL_STATUSES = ("implemented", "failed", "rolled_back")
 
-INCIDENTS_THEN = f"""  # noqa: S608 - built from constants; data in parameters
+INCIDENTS_THEN = f"""
 SELECT * REPLACE (
     CASE WHEN {TS.format(col='resolved_at')} >= $known THEN NULL ELSE resolved_at END AS resolved_at)
 FROM {_CSV_IN.replace('?', '$path')}
 WHERE {TS.format(col='opened_at')} < $known OR {TS.format(col='opened_at')} IS NULL
-"""
+"""  # noqa: S608 - built from constants; data in parameters
 
-CHANGES_THEN = f"""  # noqa: S608 - built from constants; data in parameters
+CHANGES_THEN = f"""
 WITH parsed AS (
     SELECT *, {TS.format(col='scheduled_start')} AS __start,
            coalesce({TS.format(col='created_at')},
@@ -54,7 +54,7 @@ SELECT * EXCLUDE (__start, __known, __ends) REPLACE (
          THEN 'approved' ELSE status END AS status)
 FROM parsed
 WHERE __known < $known OR __start IS NULL
-"""
+"""  # noqa: S608 - built from constants; data in parameters
 
 
 @dataclass(frozen=True)
