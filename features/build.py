@@ -87,8 +87,6 @@ class FeatureSummary:
     null_counts: dict[str, int] = field(default_factory=dict)
     infinite: set[str] = field(default_factory=set)
     latest: pl.DataFrame = field(default_factory=pl.DataFrame)
-    # Metric families (all ``<metric>__*`` columns) with no value at all on a day.
-    empty_families: dict[dt.date, set[str]] = field(default_factory=dict)
 
     @property
     def features(self) -> list[str]:
@@ -103,48 +101,35 @@ class FeatureSummary:
                 self.infinite.add(column)
         if frame.height:
             self.latest = frame.filter(pl.col("as_of") == frame["as_of"].max())
-        families = metric_families(frame.columns)
-        if families and frame.height:
-            empty = frame.group_by("as_of").agg(
-                pl.all_horizontal(pl.col(columns).is_null().all()).alias(family)
-                for family, columns in families.items())
-            for row in empty.iter_rows(named=True):
-                day = row.pop("as_of")
-                self.empty_families[day] = {f for f, is_empty in row.items() if is_empty}
-
-
-def metric_families(columns: list[str]) -> dict[str, list[str]]:
-    """Feature columns grouped by the metric they come from (``<metric>__<stat>``)."""
-    families: dict[str, list[str]] = {}
-    for column in columns:
-        if "__" in column:
-            families.setdefault(column.rsplit("__", 1)[0], []).append(column)
-    return families
 
 
 PRESENT_BEFORE_SESSIONS = 5
 
+# Per as-of day, how many systems have each metric: ``<metric>__coverage`` has a value exactly
+# when the metric had samples in the day's window. Column names come from the table itself.
+METRIC_PRESENCE = "SELECT as_of, {counts} FROM {table} WHERE as_of BETWEEN ? AND ? GROUP BY as_of"
+
 
 def families_gone_empty(con: duckdb.DuckDBPyConnection, calendar: TradingCalendar,
-                        summary: FeatureSummary) -> dict[dt.date, list[str]]:
-    """Days of ``summary`` on which a metric family that had values in the
-    ``PRESENT_BEFORE_SESSIONS`` sessions before is entirely empty: a feed that broke, not a
-    feature that needs more history. Reads the written table, so call it after writing."""
+                        first: dt.date, last: dt.date) -> dict[dt.date, list[str]]:
+    """Days of ``first..last`` on which a metric that some system had in the
+    ``PRESENT_BEFORE_SESSIONS`` sessions before has no value for any system: a feed that broke,
+    not a feature that needs more history. Reads the written table, so call it after writing."""
+    present = [c for c in table_columns(con, TABLE) if c.endswith("__coverage")]
+    if not present:
+        return {}
+    since = calendar.sessions_back(calendar.require_session(first), PRESENT_BEFORE_SESSIONS)
+    counts = ", ".join(f"count({quote_ident(c)}) AS {quote_ident(c)}" for c in present)
+    frame = con.sql(METRIC_PRESENCE.format(counts=counts, table=TABLE),  # noqa: S608
+                    params=[since, last]).pl().sort("as_of")
     out: dict[dt.date, list[str]] = {}
-    present = [c for c in table_columns(con, TABLE) if c.endswith("__mean")]
-    for day, families in sorted(summary.empty_families.items()):
-        if not families:
+    for i, row in enumerate(frame.iter_rows(named=True)):
+        day = row["as_of"]
+        if day < first:
             continue
-        first = calendar.sessions_back(day, PRESENT_BEFORE_SESSIONS)
-        before = calendar.previous_session(day)
-        if first > before:
-            continue
-        counts = con.execute(
-            "SELECT " + ", ".join(f"count({quote_ident(c)})" for c in present)  # noqa: S608
-            + f" FROM {TABLE} WHERE as_of BETWEEN ? AND ?", [first, before]).fetchall()[0] \
-            if present else ()
-        had = {c.rsplit("__", 1)[0] for c, n in zip(present, counts, strict=True) if n}
-        gone = sorted(families & had)
+        before = frame.slice(max(0, i - PRESENT_BEFORE_SESSIONS), min(i, PRESENT_BEFORE_SESSIONS))
+        gone = sorted(c.rsplit("__", 1)[0] for c in present
+                      if row[c] == 0 and before.height and before[c].sum() > 0)
         if gone:
             out[day] = gone
     return out

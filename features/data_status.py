@@ -43,8 +43,9 @@ WHERE (active_from IS NULL OR active_from <= ?) AND (active_to IS NULL OR ? <= a
 
 # A system's normal is its last NORMAL_SESSIONS sessions up to the last one on which it sent
 # anything (within MEMORY_SESSIONS): a system silent for weeks is still one that normally sends
-# metrics. Coverage is zero on the sessions in service that hold no row for a series; the median
-# of that is the series' usual coverage.
+# metrics. Coverage is zero on the sessions in service that hold no row for a series (sessions
+# before the warehouse's first metrics are unknown, not zero); the median of that is the
+# series' usual coverage.
 USUAL = """
 WITH sessions AS (SELECT * FROM status_sessions),
 last_sent AS (
@@ -57,7 +58,8 @@ reference AS (
     JOIN sessions e ON e.day = l.last_day
     JOIN sessions s ON s.i BETWEEN e.i - ? + 1 AND e.i
     JOIN status_systems a ON a.system_id = l.system_id
-    WHERE a.active_from IS NULL OR a.active_from <= s.day
+    WHERE (a.active_from IS NULL OR a.active_from <= s.day)
+      AND s.day >= (SELECT min(as_of) FROM metric_day_stats)  -- before the history: unknown
 ),
 series AS (
     SELECT DISTINCT m.system_id, m.metric FROM metric_day_stats m
@@ -141,13 +143,14 @@ def _judge(system: str, active_from: dt.date | None, as_of: dt.date, previous: l
         return (system, as_of, NO_HISTORY,
                 f"{since}: {len(in_service)} session(s) of history, too few to know its normal",
                 False)
+    reference = max((in_days for *_, in_days in usual), default=0)
+    if 0 < reference < MIN_HISTORY_SESSIONS or (sent and not usual):
+        return (system, as_of, NO_HISTORY,
+                f"{_names(sorted(sent or {m for m, *_ in usual}))}: {reference} session(s) of "
+                "metrics before this one, too few to know its normal", False)
     normal = [(metric, level) for metric, level, with_samples, in_days in usual
               if with_samples * 2 >= in_days]
     if not normal:
-        if sent and not any(with_samples for _, _, with_samples, _ in usual):
-            return (system, as_of, NO_HISTORY,
-                    f"sends {_names(sorted(sent))} for the first time: its normal is not known yet",
-                    False)
         return system, as_of, OK, "", False
     missing, thin = [], []
     for metric, level in normal:

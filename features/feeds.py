@@ -27,6 +27,7 @@ METRICS, INCIDENTS, CHANGES = "metrics", "incidents", "changes"
 EXPECTED_RECORDS = 5.0  # a silence this unlikely at the feed's pace (Poisson: below 1%) is stale
 RATE_WINDOW_DAYS = 365
 MIN_RATE_SPAN_DAYS = 30  # a feed younger than this has no pace to judge by
+SOURCE_LOOKBACK_DAYS = 400  # how far back the source is searched when the warehouse has nothing
 
 NEWEST_IN_WINDOW = "SELECT max(ts) FROM metrics WHERE as_of = ?"
 NEWEST_LOADED = "SELECT max(ts) FROM metrics WHERE as_of < ?"
@@ -56,8 +57,9 @@ def feed_status(con: duckdb.DuckDBPyConnection, calendar: TradingCalendar, as_of
                 max_age_days: float, newest_in_source=None) -> list[FeedStatus]:
     """The three feeds' watermarks and verdicts at ``as_of``'s cutoff.
 
-    ``newest_in_source(before_utc)`` (optional) finds the newest metric sample in the source
-    files when the warehouse holds none before the day, e.g. on a fresh warehouse."""
+    ``newest_in_source(since, before)`` (optional, aware instants) finds the newest metric
+    sample in the source files: the watermark is the source's, not only what the warehouse
+    loaded; it is asked only when the day's window holds no sample."""
     as_of = calendar.require_session(as_of)
     return [_metrics(con, calendar, as_of, newest_in_source),
             *(_events(con, calendar, as_of, feed, max_age_days) for feed in EVENT_COLUMNS)]
@@ -81,8 +83,13 @@ def _metrics(con, calendar: TradingCalendar, as_of: dt.date, newest_in_source) -
     if today is not None:
         return FeedStatus(METRICS, as_of, today, False, f"metrics up to {_local(calendar, today)}")
     (newest,) = con.execute(NEWEST_LOADED, [as_of]).fetchall()[0]
-    if newest is None and newest_in_source is not None:
-        newest = newest_in_source(calendar.metrics_window(as_of)[0])
+    if newest_in_source is not None:
+        # The source may hold samples the warehouse never loaded (days not ingested).
+        window_start = calendar.metrics_window(as_of)[0]
+        since = (newest.replace(tzinfo=dt.UTC) if newest is not None
+                 else window_start - dt.timedelta(days=SOURCE_LOOKBACK_DAYS))
+        known = [t for t in (newest, newest_in_source(since, window_start)) if t is not None]
+        newest = max(known) if known else None
     if newest is None:
         return FeedStatus(METRICS, as_of, None, False,
                           "metrics: the source has no metric sample before this day")

@@ -385,19 +385,17 @@ def _drop_exact_duplicates(con: duckdb.DuckDBPyConnection, sessions: pl.DataFram
     return int(dropped)
 
 
-def newest_sample(con: duckdb.DuckDBPyConnection, source: Source, before: dt.datetime,
-                  lookback: dt.timedelta = dt.timedelta(days=400)) -> dt.datetime | None:
-    """The newest metric sample in the source files before ``before`` (aware), as naive UTC.
-
-    Only the ``lookback`` before it is searched, so Parquet files are pruned by their
-    statistics; the warehouse answers this cheaply once a history is loaded, and this is for
-    the night when it holds none."""
+def newest_sample(con: duckdb.DuckDBPyConnection, source: Source, since: dt.datetime,
+                  before: dt.datetime) -> dt.datetime | None:
+    """The newest metric sample in the source files in ``[since, before)`` (aware instants), as
+    naive UTC, or None. A narrow span lets Parquet files be pruned by their statistics."""
     if not source.has_metrics:
         return None
-    select, params = _source_select(con, source, (before - lookback, before))
-    bound = before.astimezone(dt.UTC).replace(tzinfo=None)
+    select, params = _source_select(con, source, (since, before))
+    bounds = [t.astimezone(dt.UTC).replace(tzinfo=None) for t in (since, before)]
     ((newest,),) = con.execute(
-        f"SELECT max(ts_utc) FROM ({select}) WHERE ts_utc < ?", [*params, bound]).fetchall()  # noqa: S608
+        f"SELECT max(ts_utc) FROM ({select}) WHERE ts_utc >= ? AND ts_utc < ?",  # noqa: S608
+        [*params, *bounds]).fetchall()
     return newest
 
 

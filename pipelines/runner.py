@@ -31,6 +31,9 @@ nux:
 """
 
 
+FRESHNESS = "freshness_check"  # the name Dagster gives its freshness checks
+
+
 class RunFailed(FailcastError):
     """A Dagster run failed; the message names the step or check and the reason.
 
@@ -77,7 +80,9 @@ class _StepPrinter(logging.Handler):
             message = getattr(error, "message", "") or ""
             print(f"  ✗ {step}: {message.strip().splitlines()[-1] if message else 'failed'}",
                   file=self.stream, flush=True)
-        elif kind == "ASSET_CHECK_EVALUATION" and not data.passed:
+        elif kind == "ASSET_CHECK_EVALUATION" and not data.passed and data.check_name != FRESHNESS:
+            # The freshness check asks whether today's partition is published; a run of another
+            # day (a backfill, a replay) says nothing about that, so it is not news here.
             severity = getattr(data, "severity", None)
             label = "warning" if severity and severity.value == "WARN" else "check failed"
             print(f"  ! {label}: {data.asset_key.to_user_string()} {data.check_name}",
@@ -133,7 +138,7 @@ def run_failure(job_name: str, result: dg.ExecuteInProcessResult) -> RunFailed:
     failed step and its error, with the exit code that failure deserves."""
     refused = [e.event_specific_data for e in result.all_events
                if e.event_type_value == "ASSET_CHECK_EVALUATION"
-               and not e.event_specific_data.passed
+               and not e.event_specific_data.passed and e.event_specific_data.blocking
                and e.event_specific_data.severity == dg.AssetCheckSeverity.ERROR]
     if refused:
         check = refused[0]

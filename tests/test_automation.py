@@ -3,8 +3,10 @@
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from features.trading_time import TradingCalendar
-from pipelines.automation import nightly_due
+from pipelines.automation import freshness_due, nightly_due
 
 CAL = TradingCalendar("XSHG", "Asia/Shanghai")
 SH = ZoneInfo("Asia/Shanghai")
@@ -39,3 +41,15 @@ def test_calendar_check_warns_a_month_before_the_calendar_ends():
     late = calendar_coverage(CAL, dt.date(2026, 12, 15))
     assert not late.passed and late.severity.value == "WARN"
     assert "calendar.csv" in late.description
+
+
+@pytest.mark.parametrize(("when", "due"), [
+    (dt.datetime(2025, 9, 30, 19, 30, tzinfo=SH), True),   # a trading day, at the deadline
+    (dt.datetime(2025, 9, 30, 19, 29, tzinfo=SH), False),  # before it
+    (dt.datetime(2025, 10, 1, 20, 0, tzinfo=SH), False),   # National Day: no publication due
+    (dt.datetime(2025, 10, 9, 9, 0, tzinfo=SH), False),    # the morning after the holiday
+    (dt.datetime(2025, 10, 9, 21, 0, tzinfo=SH), True),
+    (dt.datetime(2025, 10, 11, 21, 0, tzinfo=SH), False),  # a Saturday
+])
+def test_publication_freshness_is_judged_after_the_deadline_on_trading_days(when, due):
+    assert freshness_due(CAL, when, dt.time(19, 30)) is due

@@ -43,7 +43,20 @@ def test_asset_graph_snapshot(defs):
     assert ("metrics", "quarantine_share_within_limit") in checks
     assert ("trading_calendar", "calendar_covers_next_30_days") in checks
     assert {("system_day_features", name) for name in (
-        "one_row_per_active_system", "no_infinite_values", "no_feature_entirely_null")} <= checks
+        "one_row_per_active_system", "no_infinite_values", "no_metric_family_gone_empty")} <= checks
+    assert {("metrics", "source_feeds_fresh"), ("scored_systems", "telemetry_across_estate"),
+            ("risk_scores", "freshness_check")} <= checks
+
+
+def test_risk_scores_freshness_is_due_after_the_nightly_in_the_local_timezone(defs):
+    (check,) = [c for c in defs.asset_checks if "freshness_check" in str(c.check_keys)]
+    params = check.check_specs_by_output_name
+    spec = next(iter(params.values()))
+    assert spec.asset_key.to_user_string() == "risk_scores"
+    assert spec.metadata["dagster/freshness_params"].value == {
+        "deadline_cron": "30 19 * * 1-5", "timezone": "Asia/Shanghai"}
+    sensor = defs.resolve_sensor_def("risk_scores_freshness_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
 
 def test_jobs_schedules_and_sensor(defs):

@@ -196,3 +196,127 @@ def test_review_change_exit_codes(reviewed, change, code, capsys):
     if change == "BLIND":  # a low-risk change on a low-risk system, but the system sent no data
         out = capsys.readouterr().out
         assert "EXTRA REVIEW" in out and "no telemetry (no metric samples since 2025-05-30)" in out
+
+
+# ------------------------------------------------------------------ nights with missing data
+
+
+@pytest.fixture
+def scratch(published, tmp_path):
+    """A copy of the published source and warehouse (same MLflow store): a night may break it."""
+    settings, _ = published
+    source, home = tmp_path / "source", tmp_path / "home"
+    shutil.copytree(settings.source, source)
+    home.mkdir()
+    shutil.copy2(settings.warehouse_path, home / "warehouse.duckdb")
+    copy = settings.with_values(source=source, home=home,
+                                mlflow_tracking_uri=settings.tracking_uri)
+    return copy, build_definitions(copy, today=dt.date(2025, 10, 1))
+
+
+def silence(source, systems=None, metric=None, as_of=D2):
+    """Remove the samples of ``systems`` (all when None), of ``metric`` (all when None), from
+    the metric window of ``as_of``."""
+    start, end = dt.datetime(2025, 8, 27, 18), dt.datetime(2025, 8, 28, 18)
+    assert as_of == D2
+    for path in (source / "metrics").rglob("*.parquet"):
+        frame = pl.read_parquet(path)
+        hit = pl.col("ts").is_between(start, end, closed="left")
+        if systems is not None:
+            hit &= pl.col("system_id").cast(pl.String).is_in(systems)
+        if metric is not None:
+            hit &= pl.col("metric").cast(pl.String) == metric
+        frame.filter(~hit).write_parquet(path)
+
+
+def published_rows(settings, as_of):
+    with settings.warehouse().reader() as con:
+        return con.sql("SELECT * FROM risk_scores WHERE as_of = ?", params=[as_of]).pl()
+
+
+def test_a_night_past_the_metrics_is_refused_and_published_marked_only_when_allowed(scratch, capsys):
+    from pipelines.run_tags import ALLOW_STALE
+
+    settings, defs = scratch
+    late = dt.date(2025, 9, 26)  # four weeks after the source's last sample
+    with pytest.raises(RunFailed) as refused:
+        run_job(defs, "nightly_job", settings, late, late)
+    assert refused.value.exit_code == 2
+    assert "refused by the check source_feeds_fresh of metrics: metrics end 2025-08-29" in str(refused.value)
+    assert "trading days later" in str(refused.value)
+    assert published_rows(settings, late).is_empty()
+    target = settings.calendar.next_session(late)
+    assert not (settings.published_dir / str(target)).exists()
+
+    run_job(defs, "nightly_job", settings, late, late, run_tags={ALLOW_STALE: "true"})
+    rows = published_rows(settings, late)
+    assert rows.height and (rows["data_status"] != "ok").all()
+    assert rows["data_status"].value_counts().sort("count")["data_status"][-1] == "no_telemetry"
+    html = (settings.published_dir / str(target) / "change_review.html").read_text()
+    assert "published with stale feeds" in html and "metrics end 2025-08-29" in html
+    assert "data: no telemetry" in html  # the badge on each system
+    args = ["--source", str(settings.source), "--home", str(settings.home)]
+    assert main(["risk", *args, "--date", str(target)]) == 0
+    out = capsys.readouterr().out
+    assert f"data: {rows.height} of {rows.height} systems' data is not ok" in out
+
+
+def test_half_the_estate_without_telemetry_blocks_the_night(scratch):
+    settings, defs = scratch
+    before = published_rows(settings, D1)
+    systems = pl.read_csv(settings.source / "systems.csv")["system_id"].to_list()
+    silence(settings.source, systems[: len(systems) // 2])
+    with pytest.raises(RunFailed) as refused:
+        run_job(defs, "nightly_job", settings, D2, D2)
+    assert refused.value.exit_code == 2
+    assert "telemetry_across_estate" in str(refused.value)
+    assert "systems that normally send metrics sent none for as-of 2025-08-28" in str(refused.value)
+    assert published_rows(settings, D1).equals(before)
+
+
+def test_three_silent_systems_are_published_marked_and_the_rest_are_not(scratch):
+    settings, defs = scratch
+    systems = pl.read_csv(settings.source / "systems.csv")["system_id"].to_list()[:3]
+    silence(settings.source, systems)
+    run_job(defs, "nightly_job", settings, D2, D2)
+    rows = published_rows(settings, D2)
+    silent = rows.filter(pl.col("data_status") == "no_telemetry")["system_id"].to_list()
+    assert sorted(silent) == sorted(systems)
+    assert rows.filter(pl.col("data_status") == "ok").height >= rows.height - 6
+    notes = rows.filter(pl.col("system_id") == systems[0])["data_notes"][0]
+    assert notes.startswith("no metric samples since 2025-08-27; it normally sends")
+    html = (settings.published_dir / "2025-08-29" / "change_review.html").read_text()
+    assert "Data status:" in html and all(s in html for s in systems)
+
+
+def test_a_metric_that_vanished_estate_wide_blocks_the_features(scratch):
+    settings, defs = scratch
+    silence(settings.source, metric="cpu_pct")
+    with pytest.raises(RunFailed) as refused:
+        run_job(defs, "nightly_job", settings, D2, D2)
+    assert refused.value.exit_code == 2
+    assert "no_metric_family_gone_empty" in str(refused.value) and "cpu_pct" in str(refused.value)
+
+
+def test_the_data_banner_and_badges_escape_what_they_show():
+    hostile = "<b>x</b>"
+    scores = pl.DataFrame({
+        "as_of": [D1], "target_date": [D2], "system_id": [HOSTILE_SYSTEM], "risk": [0.5],
+        "tier": ["critical"], "rank": [1], "top_factors": ["[]"], "similar_incidents": ["[]"],
+        "scheduled_changes": [json.dumps([{"change_id": "C1", "action": "extra review",
+                                           "action_reason": "r", "scheduled_start": "s"}])],
+        "model_name": ["m"], "model_version": ["1"], "mlflow_run_id": ["r"],
+        "scored_at": [dt.datetime(2025, 8, 27, 10, 31)],
+        "data_status": ["no_telemetry"], "data_notes": [f"no metric samples of {hostile}"],
+    })
+    from features.feeds import FeedStatus
+
+    feeds = [FeedStatus("metrics", D1, None, True, f"metrics end {SCRIPT}")]
+    html = render_change_review(scores, pl.DataFrame({"system_id": [HOSTILE_SYSTEM], "name": ["n"],
+                                                      "category": ["c"], "owner": ["o"]}),
+                                cutoff="c", target_cutoff="t", timezone="UTC",
+                                thresholds=(0.05, 0.15, 0.35), feeds=feeds)
+    assert "Data status: 0 of 1 systems ok; published with stale feeds" in html
+    assert html.count("data: no telemetry") == 2  # the system's row and its change's row
+    assert hostile not in html and "&lt;b&gt;x&lt;/b&gt;" in html
+    assert SCRIPT not in html and "O&#39;Brien&#34;1" in html

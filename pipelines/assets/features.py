@@ -29,7 +29,7 @@ def _feature_checks(context, con, calendar, summary: FeatureSummary,
                     sessions: list) -> list[dg.AssetCheckResult]:
     active = active_system_days(con, sessions)
     infinite = sorted(summary.infinite)
-    gone = families_gone_empty(con, calendar, summary)
+    gone = families_gone_empty(con, calendar, summary.first, summary.last)
     empty_now = [c for c, nulls in summary.null_counts.items() if nulls == summary.rows]
     described = "; ".join(f"{day}: every feature of {_names(families)} is empty"
                           for day, families in gone.items())

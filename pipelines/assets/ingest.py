@@ -171,7 +171,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list:
             # A backfill's range is judged by its newest day: the night it would publish.
             feeds = feed_status(
                 con, settings.calendar, last, settings.max_feed_age_days,
-                newest_in_source=lambda before: newest_sample(con, source, before))
+                newest_in_source=lambda since, before: newest_sample(con, source, since, before))
         context.log.info(
             f"metrics {first}..{last}: {load.rows_loaded:,} samples loaded, "
             f"{load.rows_rejected:,} quarantined, {load.duplicates_dropped:,} duplicates dropped"

@@ -229,8 +229,8 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
                     timezone=calendar.timezone, thresholds=settings.tier_thresholds, drift=drift,
                     mlflow_url=registry.run_url(run, registry.experiment_id()),
                     feeds=feed_status(con, calendar, as_of, settings.max_feed_age_days,
-                                      newest_in_source=lambda before: newest_sample(
-                                          con, failcast.source_files(), before)))
+                                      newest_in_source=lambda since, before: newest_sample(
+                                          con, failcast.source_files(), since, before)))
                 files = publish_files(settings.published_dir, scores, html)
                 written.append(files["html"])
                 for changes in scores["scheduled_changes"].to_list():
