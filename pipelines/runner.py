@@ -78,6 +78,8 @@ class _StepPrinter(logging.Handler):
         elif kind == "STEP_FAILURE":
             error = getattr(getattr(data, "error", None), "cause", None) or getattr(data, "error", None)
             message = getattr(error, "message", "") or ""
+            if getattr(error, "cls_name", "") == "DagsterAssetCheckFailedError":
+                message = "stopped by a blocking check"
             print(f"  ✗ {step}: {message.strip().splitlines()[-1] if message else 'failed'}",
                   file=self.stream, flush=True)
         elif kind == "ASSET_CHECK_EVALUATION" and not data.passed and data.check_name != FRESHNESS:
