@@ -65,10 +65,6 @@ def feed_status(con: duckdb.DuckDBPyConnection, calendar: TradingCalendar, as_of
             *(_events(con, calendar, as_of, feed, max_age_days) for feed in EVENT_COLUMNS)]
 
 
-def stale_feeds(feeds: list[FeedStatus]) -> list[FeedStatus]:
-    return [f for f in feeds if f.stale]
-
-
 def _local(calendar: TradingCalendar, instant: dt.datetime) -> str:
     local = instant.replace(tzinfo=dt.UTC).astimezone(calendar.tz)
     return f"{local:%Y-%m-%d %H:%M} {calendar.timezone}"
