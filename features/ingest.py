@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
+from features.csv_text import PROBLEM, RECORD, ROW, read_csv_text
 from features.errors import DataError
-from features.source import Source
+from features.source import REQUIRED_COLUMNS, Source, check_text_file, require_columns
 from features.trading_time import TradingCalendar
 from features.validate import (
     QUARANTINE_COLUMNS,
@@ -85,6 +86,28 @@ _CSV = (
     "read_csv(?, all_varchar = true, header = true, union_by_name = true, filename = true, "
     "hive_partitioning = false, null_padding = true)"
 )
+# Metric CSV files DuckDB's reader cannot take exactly (quotes, mixed line endings), read by
+# features.csv_text and registered on the connection under this name.
+EXACT_CSV = "metric_csv_exact"
+
+
+def _register_exact_csv(con: duckdb.DuckDBPyConnection, source: Source) -> None:
+    frames = []
+    for path in source.metric_csv_exact:
+        check_text_file(path)
+        text = read_csv_text(path)
+        require_columns(path, text.header, REQUIRED_COLUMNS["metrics"])
+        frames.append(text.frame().select(ROW, *REQUIRED_COLUMNS["metrics"], PROBLEM, RECORD)
+                      .with_columns(source_file=pl.lit(str(path))))
+    con.register(EXACT_CSV, pl.concat(frames))
+
+
+def _damaged_records(con: duckdb.DuckDBPyConnection, source: Source) -> str | None:
+    """SQL over the damaged records of the exactly read files (cut off, unquoted comma)."""
+    if not source.metric_csv_exact:
+        return None
+    return (f"SELECT source_file, {ROW} AS row, {PROBLEM} AS reason, {RECORD} AS raw_value "  # noqa: S608
+            f"FROM {EXACT_CSV} WHERE {PROBLEM} IS NOT NULL")
 
 
 def _source_select(
@@ -103,7 +126,7 @@ def _source_select(
     The SQL text is built from constants chosen by the column *types*; all data travels in
     parameters. Columns a query does not use (the raw text) are never computed.
     """
-    from features.source import REQUIRED_COLUMNS, SourceError, require_columns
+    from features.source import SourceError
 
     parts, params = [], []
     if source.metric_parquet:
@@ -146,10 +169,20 @@ def _source_select(
             f"FROM {_PARQUET} WHERE {prefilter}"
         )
         params += [*ts_params, files, *bounds]
-    if source.metric_csv:
-        files = [str(p) for p in source.metric_csv]
+    exact = source.metric_csv_exact
+    plain = [p for p in source.metric_csv if p not in exact]
+    if exact:
+        _register_exact_csv(con, source)
+        parts.append(
+            f"SELECT source_file, {ROW} AS row, {_TEXT_TS} AS ts_utc, "  # noqa: S608
+            "NULLIF(trim(system_id), '') AS system_id, NULLIF(trim(metric), '') AS metric, "
+            f"TRY_CAST(trim(value) AS DOUBLE) AS value, {_BAD_TEXT_VALUE} AS bad_value, "
+            f"ts AS raw_ts, value AS raw_value FROM {EXACT_CSV} WHERE {PROBLEM} IS NULL"
+        )
+    if plain:
+        files = [str(p) for p in plain]
         types = _column_types(con, _CSV, files)
-        require_columns(source.metric_csv[0], list(types), REQUIRED_COLUMNS["metrics"])
+        require_columns(plain[0], list(types), REQUIRED_COLUMNS["metrics"])
         parts.append(
             "SELECT filename AS source_file, "  # noqa: S608
             "row_number() OVER (PARTITION BY filename) AS row, "
@@ -386,8 +419,16 @@ def _drop_exact_duplicates(con: duckdb.DuckDBPyConnection, sessions: pl.DataFram
 
 
 def _quarantine_undated(con: duckdb.DuckDBPyConnection, source: Source, now: dt.datetime) -> int:
-    """Quarantine rows whose timestamp is missing or unreadable: they fit no partition."""
+    """Quarantine rows whose timestamp is missing or unreadable, and damaged records: they fit
+    no partition."""
     select, params = _source_select(con, source, None, undated_only=True)
+    damaged = _damaged_records(con, source)
+    if damaged:
+        con.execute(
+            f"INSERT INTO quarantine SELECT 'metrics', source_file, row, 'record', reason, "  # noqa: S608
+            f"raw_value, '{REJECT}', NULL, ? FROM ({damaged})",
+            [now],
+        )
     (count,) = con.execute(
         f"""
         INSERT INTO quarantine
@@ -399,6 +440,8 @@ def _quarantine_undated(con: duckdb.DuckDBPyConnection, source: Source, now: dt.
         """,  # noqa: S608
         [now, *params],
     ).fetchall()[0]
+    if damaged:
+        count += con.execute(f"SELECT count(*) FROM ({damaged})").fetchall()[0][0]  # noqa: S608
     return int(count)
 
 
@@ -453,5 +496,14 @@ def profile_metrics(
         FROM metric_profile WHERE reason IS NOT NULL GROUP BY ALL ORDER BY rows DESC
         """
     ).pl()
+    damaged = _damaged_records(con, source)
+    if damaged:
+        cut = con.sql(
+            f"SELECT reason, 'record' AS column_name, count(*) AS rows, "  # noqa: S608
+            f"any_value(source_file) AS example_file, min(row) AS example_row, "
+            f"any_value(raw_value) AS example_value FROM ({damaged}) GROUP BY ALL"
+        ).pl()
+        rows += cut["rows"].sum()
+        problems = pl.concat([problems, cut], how="vertical_relaxed")
     con.execute("DROP TABLE metric_profile")
     return MetricsProfile(rows, first, last, systems, metrics, problems if problems.height else empty)

@@ -1,0 +1,187 @@
+"""The fault suite: every defect of issue 13 reproduced on tiny hand-made sources.
+
+Each test names the behaviour it protects; the sections follow the issue: valid CSV accepted
+and damaged CSV quarantined, changes on systems out of service kept for the CAB, warehouse and
+disk faults in one line, publication atomic across the table and the files, spreadsheet
+formulas neutralised, and ``failcast validate`` judging each day as the nightly does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import pytest
+
+from features.source import Source
+from features.trading_time import TradingCalendar
+from features.validate import stage_source_tables
+from tests.conftest import write_source
+
+CAL = TradingCalendar("XSHG", "Asia/Shanghai")
+MON, TUE = dt.date(2025, 6, 9), dt.date(2025, 6, 10)
+REMEDIATION = "Restarted service,\nreplayed messages"
+INCIDENT_HEADER = "incident_id,system_id,opened_at,severity,title,remediation\n"
+
+
+def stage(root):
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'Asia/Shanghai'")
+    results = {r.table: r for r in stage_source_tables(con, Source.open(root))}
+    return con, results
+
+
+def staged(con, table, columns):
+    return con.execute(f"SELECT {columns} FROM staged_{table} ORDER BY 1").fetchall()  # noqa: S608
+
+
+def quarantined(con, table):
+    return con.execute(
+        'SELECT source_file, "row", column_name, reason, action FROM staged_quarantine '
+        "WHERE table_name = ? ORDER BY 2", [table]).fetchall()
+
+
+# ------------------------------------------------------------------ 1. CSV as RFC 4180 allows
+
+
+def test_a_quoted_line_break_in_a_remediation_is_read_not_refused(tmp_path):
+    write_source(tmp_path, incidents=(
+        INCIDENT_HEADER
+        + 'I1,A,2025-06-09T10:00:00,2,queue stuck,"Restarted service,\nreplayed messages"\n'
+        + "I2,B,2025-06-09T11:00:00,3,disk,cleaned\n"))
+    con, results = stage(tmp_path)
+    assert staged(con, "incidents", "incident_id, remediation") == [
+        ("I1", REMEDIATION), ("I2", "cleaned")]
+    assert results["incidents"].rows_read == 2 and results["incidents"].rows_rejected == 0
+
+
+@pytest.mark.parametrize("table", ["systems", "changes"])
+def test_quoted_line_breaks_are_read_in_systems_and_changes(tmp_path, table):
+    texts = {
+        "systems": 'system_id,name,owner\nA,"order\nrouter",ops\nB,"risk ""engine""",ops\n',
+        "changes": ('change_id,system_id,scheduled_start,description\n'
+                    'C1,A,2025-06-10T20:00:00,"patch kernel,\nthen reboot"\n'
+                    'C2,B,2025-06-10T21:00:00,plain\n'),
+    }
+    write_source(tmp_path, systems=texts["systems"] if table == "systems" else "system_id\nA\nB\n",
+                 changes=texts["changes"])
+    con, _ = stage(tmp_path)
+    column = {"systems": "name", "changes": "description"}[table]
+    values = [r[0] for r in con.execute(f"SELECT {column} FROM staged_{table} ORDER BY 1").fetchall()]  # noqa: S608
+    assert {"systems": ["order\nrouter", 'risk "engine"'],
+            "changes": ["patch kernel,\nthen reboot", "plain"]}[table] == values
+
+
+def test_doubled_quotes_are_one_quote_and_commas_inside_quotes_stay(tmp_path):
+    write_source(tmp_path, incidents=(
+        INCIDENT_HEADER + 'I1,A,2025-06-09T10:00:00,2,"said ""restart"", then waited",ok\n'))
+    con, _ = stage(tmp_path)
+    assert staged(con, "incidents", "title") == [('said "restart", then waited',)]
+
+
+def test_optional_columns_in_any_order_are_read_by_name(tmp_path):
+    write_source(tmp_path, incidents=(
+        "remediation,severity,title,opened_at,incident_id,system_id\n"
+        "rebooted,2,hung,2025-06-09T10:00:00,I1,A\n"))
+    con, _ = stage(tmp_path)
+    assert staged(con, "incidents", "incident_id, system_id, severity, title, remediation") == [
+        ("I1", "A", 2, "hung", "rebooted")]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "mixed"])
+def test_lf_crlf_and_mixed_line_endings_read_the_same(tmp_path, newline):
+    lines = [INCIDENT_HEADER.strip(), 'I1,A,2025-06-09T10:00:00,2,t1,"two\nlines"',
+             "I2,B,2025-06-09T11:00:00,3,t2,r2", "I3,A,2025-06-09T12:00:00,1,t3,r3"]
+    if newline == "mixed":
+        text = lines[0] + "\r\n" + lines[1] + "\n" + lines[2] + "\r\n" + lines[3] + "\n"
+    else:
+        text = newline.join(lines) + newline
+    write_source(tmp_path)
+    (tmp_path / "incidents.csv").write_bytes(text.encode())
+    con, _ = stage(tmp_path)
+    assert staged(con, "incidents", "incident_id, title") == [("I1", "t1"), ("I2", "t2"), ("I3", "t3")]
+
+
+def test_a_file_cut_inside_a_quoted_field_quarantines_the_last_record(tmp_path):
+    write_source(tmp_path, incidents=(
+        INCIDENT_HEADER + "I1,A,2025-06-09T10:00:00,2,ok,fixed\n"
+        + 'I2,B,2025-06-09T11:00:00,3,disk,"Restarted service,\nrepl'))
+    con, results = stage(tmp_path)
+    assert staged(con, "incidents", "incident_id") == [("I1",)]  # never stored truncated
+    [(file, row, column, reason, action)] = quarantined(con, "incidents")
+    assert (file, row, action) == ("incidents.csv", 2, "rejected")
+    assert "ends inside a quoted field" in reason
+    assert results["incidents"].rows_rejected == 1 and results["incidents"].rows_read == 2
+
+
+def test_calendar_csv_reads_quotes_line_breaks_any_column_order_and_mixed_endings(tmp_path):
+    from features.trading_time import read_calendar_overrides
+
+    path = tmp_path / "calendar.csv"
+    path.write_bytes(b'note,is_trading_day,date\r\n"typhoon,\nexchange shut",0,2025-06-10\n'
+                     b'"make-up ""Saturday""",1,2025-06-14\r\n')
+    assert read_calendar_overrides(path) == {dt.date(2025, 6, 10): False, dt.date(2025, 6, 14): True}
+
+
+def test_a_calendar_cut_inside_a_quoted_field_is_refused_naming_file_and_row(tmp_path):
+    from features.source import SourceError
+    from features.trading_time import read_calendar_overrides
+
+    path = tmp_path / "calendar.csv"
+    path.write_text('date,is_trading_day,note\n2025-06-10,0,typhoon\n2025-06-14,1,"make-up da')
+    with pytest.raises(SourceError, match=r"calendar.csv row 2: the file ends inside a quoted field"):
+        read_calendar_overrides(path)
+
+
+def load_metric_csv(tmp_path, text: bytes):
+    """Load Tuesday's metric samples from one hand-made CSV file; return the warehouse."""
+    from features.ingest import load_metrics, load_source_tables
+    from features.warehouse import Warehouse
+
+    root = write_source(tmp_path / "src")
+    (root / "metrics").mkdir()
+    (root / "metrics" / "m.csv").write_bytes(text)
+    warehouse = Warehouse(tmp_path / "wh.duckdb", timezone="Asia/Shanghai")
+    with warehouse.writer() as con:
+        load_source_tables(con, Source.open(root))
+        load_metrics(con, Source.open(root), CAL, TUE, TUE)
+    return warehouse
+
+
+def metric_rows(warehouse, sql):
+    with warehouse.reader() as con:
+        return con.execute(sql).fetchall()
+
+
+def test_a_metric_csv_with_quoted_line_breaks_and_doubled_quotes_is_read(tmp_path):
+    warehouse = load_metric_csv(tmp_path, (
+        b'ts,system_id,metric,value,note\n'
+        b'2025-06-10T10:00:00,A,cpu_pct,1.5,"failover,\nthen ""recovered"""\n'
+        b'"2025-06-10T11:00:00","B","cpu_pct","2.5",plain\n'))
+    assert metric_rows(warehouse, "SELECT system_id, value FROM metrics ORDER BY ts") == [
+        ("A", 1.5), ("B", 2.5)]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"mixed"])
+def test_metric_csv_columns_in_any_order_with_any_line_endings(tmp_path, newline):
+    lines = [b"value,metric,ts,system_id", b"1,cpu_pct,2025-06-10T10:00:00,A",
+             b"2,cpu_pct,2025-06-10T11:00:00,B", b"3,cpu_pct,2025-06-10T12:00:00,A"]
+    if newline == b"mixed":
+        text = lines[0] + b"\r\n" + lines[1] + b"\n" + lines[2] + b"\r\n" + lines[3] + b"\n"
+    else:
+        text = newline.join(lines) + newline
+    warehouse = load_metric_csv(tmp_path, text)
+    assert metric_rows(warehouse, "SELECT system_id, value FROM metrics ORDER BY ts") == [
+        ("A", 1.0), ("B", 2.0), ("A", 3.0)]
+
+
+def test_a_metric_csv_cut_inside_a_quoted_field_quarantines_the_last_record(tmp_path):
+    warehouse = load_metric_csv(tmp_path, (
+        b'ts,system_id,metric,value,note\n'
+        b'2025-06-10T10:00:00,A,cpu_pct,1.5,"ok"\n'
+        b'2025-06-10T11:00:00,B,cpu_pct,2.5,"half a no'))
+    assert metric_rows(warehouse, "SELECT system_id, value FROM metrics") == [("A", 1.5)]
+    [(file, row, reason, action)] = metric_rows(
+        warehouse, "SELECT source_file, row, reason, action FROM quarantine WHERE table_name = 'metrics'")
+    assert file.endswith("m.csv") and row == 2 and action == "rejected"
+    assert "ends inside a quoted field" in reason
