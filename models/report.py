@@ -56,8 +56,14 @@ def render_change_review(
     thresholds: tuple[float, float, float],
     drift: pl.DataFrame | None = None,
     mlflow_url: str | None = None,
+    unscored_changes: list[dict] | None = None,
 ) -> str:
-    """The HTML page for one as-of day's published scores."""
+    """The HTML page for one as-of day's published scores.
+
+    ``unscored_changes`` are the window's changes on systems without a score that day
+    (``models.scoring.change_entries``): unknown, not yet or no longer in service. They are
+    listed with the others, their reason saying why.
+    """
     info = {row["system_id"]: row for row in systems.iter_rows(named=True)}
     rows = []
     for row in scores.sort("rank").iter_rows(named=True):
@@ -76,6 +82,9 @@ def render_change_review(
                             "system_risk": row["risk"], "system_tier": row["tier"],
                             "action_css": _css(change["action"]), "factors": row["factors"][:3],
                             "similar": row["similar"][:1]})
+    for change in unscored_changes or []:
+        changes.append({**change, "system_name": None, "system_risk": None, "system_tier": None,
+                        "action_css": _css(change["action"]), "factors": [], "similar": []})
     changes.sort(key=lambda c: ({"defer": 0, "extra review": 1}.get(c["action"], 2),
                                 c["scheduled_start"] or ""))
     first = scores.row(0, named=True) if scores.height else {}

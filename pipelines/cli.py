@@ -317,8 +317,12 @@ def cmd_review_change(args: argparse.Namespace) -> int:
     local = lambda moment: moment.replace(tzinfo=dt.UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment else "?"  # noqa: E731
     print(f"{change['change_id']}  {change['description'] or ''}")
     print(f"  decision   {review.action.upper()}: {'; '.join(review.reasons)}")
-    print(f"  system     {row['system_id']}: risk {row['risk']:.1%} ({row['tier']}), "
-          f"rank {row['rank']} of {review.systems_scored} for {row['target_date']} (as of {review.as_of})")
+    if row is None:
+        print(f"  system     {change['system_id']}: not scored as of {review.as_of}")
+    else:
+        print(f"  system     {row['system_id']}: risk {row['risk']:.1%} ({row['tier']}), "
+              f"rank {row['rank']} of {review.systems_scored} for {row['target_date']} "
+              f"(as of {review.as_of})")
     print(f"  change     {change['change_type'] or 'unspecified'}, risk {change['risk_level'] or 'unstated'}, "
           f"{local(change['scheduled_start'])} to {local(change['scheduled_end'])} {calendar.timezone}")
     if review.raised_after_cutoff:
@@ -331,7 +335,8 @@ def cmd_review_change(args: argparse.Namespace) -> int:
               f"{incident['title'] or ''}")
         print(f"             root cause: {incident['root_cause'] or 'not recorded'}; "
               f"remediation: {incident['remediation'] or 'not recorded'}")
-    print(f"  model      {row['model_name']} v{row['model_version']} (MLflow run {row['mlflow_run_id']})")
+    if row is not None:
+        print(f"  model      {row['model_name']} v{row['model_version']} (MLflow run {row['mlflow_run_id']})")
     return EXIT_CODES[review.action]
 
 

@@ -185,3 +185,100 @@ def test_a_metric_csv_cut_inside_a_quoted_field_quarantines_the_last_record(tmp_
         warehouse, "SELECT source_file, row, reason, action FROM quarantine WHERE table_name = 'metrics'")
     assert file.endswith("m.csv") and row == 2 and action == "rejected"
     assert "ends inside a quoted field" in reason
+
+
+# ------------------------------------------------------------------ 2. changes the CAB must see
+
+AS_OF = dt.date(2025, 6, 10)
+SERVICE_SYSTEMS = ("system_id,active_from,active_to\nA,,\nOLD,2020-01-01,2025-06-06\n"
+                   "NEW,2025-06-20,\nEND,,2025-06-10\n")
+SERVICE_CHANGES = (
+    "change_id,system_id,scheduled_start,created_at,risk_level,description\n"
+    "C-A,A,2025-06-10T20:00:00,2025-06-01T10:00:00,low,patch\n"
+    "C-OLD,OLD,2025-06-10T20:00:00,2025-06-01T10:00:00,low,on a retired system\n"
+    "C-NEW,NEW,2025-06-10T20:00:00,2025-06-01T10:00:00,low,before it enters service\n"
+    "C-GHOST,GHOST,2025-06-10T20:00:00,2025-06-01T10:00:00,low,on a system nobody knows\n"
+    "C-END,END,2025-06-11T09:00:00,2025-06-01T10:00:00,low,after its last day in service\n"
+)
+OUT_OF_SERVICE = {"C-OLD": "out of service since 2025-06-07", "C-NEW": "enters service on 2025-06-20",
+                  "C-GHOST": "not in the inventory", "C-END": "out of service since 2025-06-11"}
+
+
+@pytest.fixture
+def service(tmp_path):
+    """Published low risk for A and END as of 2025-06-10; OLD, NEW and GHOST have none."""
+    from features.ingest import load_source_tables
+    from models.scoring import ensure_tables
+    from pipelines.settings import load_settings
+
+    source = write_source(tmp_path / "src", systems=SERVICE_SYSTEMS, changes=SERVICE_CHANGES)
+    settings = load_settings(source, tmp_path / "home", env={})
+    with settings.warehouse().writer() as con:
+        results = {r.table: r for r in load_source_tables(con, Source.open(source))}
+        ensure_tables(con)
+        for rank, system in enumerate(("A", "END"), start=1):
+            con.execute("INSERT INTO risk_scores BY NAME SELECT DATE '2025-06-10' AS as_of, "
+                        "DATE '2025-06-11' AS target_date, ? AS system_id, 0.01 AS risk, "
+                        "'low' AS tier, ? AS rank, '[]' AS top_factors, '[]' AS similar_incidents, "
+                        "'[]' AS scheduled_changes, 'm' AS model_name, '1' AS model_version, "
+                        "'r' AS mlflow_run_id, now() AS scored_at", [system, rank])
+    return settings, results
+
+
+def test_a_change_on_an_unknown_system_is_kept_and_recorded_without_blocking(service):
+    settings, results = service
+    with settings.warehouse().reader() as con:
+        kept = con.execute("SELECT change_id FROM changes WHERE system_id = 'GHOST'").fetchall()
+        recorded = con.execute("SELECT source_file, \"row\", reason, action FROM quarantine "
+                               "WHERE table_name = 'changes'").fetchall()
+    assert kept == [("C-GHOST",)]
+    assert recorded == [("changes.csv", 4, "unknown system_id", "kept for review")]
+    assert results["changes"].rows_rejected == 0 and results["changes"].reject_share == 0
+    assert results["changes"].rows_flagged == 1
+
+
+@pytest.mark.parametrize("change", sorted(OUT_OF_SERVICE))
+def test_review_change_on_a_system_out_of_service_says_so_and_asks_for_extra_review(
+        service, change, capsys):
+    from pipelines.cli import main
+
+    settings, _ = service
+    code = main(["review-change", "--source", str(settings.source), "--home", str(settings.home),
+                 change])
+    out, err = capsys.readouterr()
+    assert code == 10, err
+    assert "EXTRA REVIEW" in out and OUT_OF_SERVICE[change] in out
+    assert "nightly" not in out + err
+
+
+def test_review_change_on_a_system_in_service_still_follows_the_matrix(service, capsys):
+    from pipelines.cli import main
+
+    settings, _ = service
+    assert main(["review-change", "--source", str(settings.source), "--home", str(settings.home),
+                 "C-A"]) == 0
+
+
+def test_every_window_change_gets_a_decision_and_the_cab_page_shows_those_without_a_score(service):
+    import polars as pl
+
+    from models.report import render_change_review
+    from models.scoring import change_entries
+
+    settings, _ = service
+    calendar = settings.calendar
+    with settings.warehouse().reader() as con:
+        entries = change_entries(con, calendar, AS_OF, {"A": "low", "END": "low"})
+        scores = con.sql("SELECT * FROM risk_scores ORDER BY rank").pl()
+    decided = {e["change_id"]: (e["action"], e["action_reason"]) for e in entries}
+    assert decided["C-A"] == ("approve", "system risk tier low, change risk low")
+    for change, fact in OUT_OF_SERVICE.items():
+        action, reason = decided[change]
+        assert action == "extra review" and fact in reason, (change, reason)
+    unscored = [e for e in entries if e["system_id"] not in ("A", "END")]
+    html = render_change_review(scores, pl.DataFrame({"system_id": ["A"], "name": ["a"],
+                                                      "category": ["c"], "owner": ["o"]}),
+                                cutoff="c", target_cutoff="t", timezone="UTC",
+                                thresholds=(0.05, 0.15, 0.35), unscored_changes=unscored)
+    for change in ("C-OLD", "C-NEW", "C-GHOST"):
+        assert change in html and OUT_OF_SERVICE[change] in html

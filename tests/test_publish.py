@@ -130,7 +130,7 @@ def test_a_blocked_night_does_not_publish(published, tmp_path):
     shutil.copytree(settings.source, broken)
     with (broken / "changes.csv").open("a") as handle:
         for n in range(200):
-            handle.write(f"BAD{n},NOBODY,2025-08-29T20:00:00,,,,,,\n")
+            handle.write(f"BAD{n},NET-02,the 29th at 8pm,,,,,,\n")
     bad = settings.with_values(source=broken)
     defs = build_definitions(bad, today=dt.date(2025, 9, 1))
     before = {day: table(settings, day) for day in (D1, D2)}
@@ -140,7 +140,8 @@ def test_a_blocked_night_does_not_publish(published, tmp_path):
         assert table(settings, day).equals(rows)
     with settings.warehouse().reader() as con:
         blocked = con.execute("SELECT count(*) FROM quarantine WHERE table_name = 'changes' "
-                              "AND reason = 'unknown system_id'").fetchall()[0][0]
+                              "AND reason = 'scheduled_start is not an ISO-8601 timestamp'"
+                              ).fetchall()[0][0]
     assert blocked == 200
 
 
