@@ -216,8 +216,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if fallback:
         _say(f"  {len(fallback)} period(s) scored by the recent incident rate: {fallback[0].note}")
     if result.metrics.height:
+        from models.spreadsheet import write_safe_csv
+
         metrics_path = out.with_name(out.stem + "_metrics.csv")
-        result.metrics.write_csv(metrics_path)
+        write_safe_csv(result.metrics, metrics_path)
         _print_metrics(result.metrics)
         _say(f"metrics: {metrics_path}")
         if not args.no_mlflow:
@@ -278,7 +280,9 @@ def cmd_risk(args: argparse.Namespace) -> int:
                 record[key] = json.loads(record[key] or "[]")
         print(json.dumps(records, indent=2, ensure_ascii=False))
     elif args.format == "csv":
-        sys.stdout.write(frame.write_csv())
+        from models.spreadsheet import neutralise_formulas
+
+        sys.stdout.write(neutralise_formulas(frame).write_csv())
     else:
         first = frame.row(0, named=True)
         print(f"risk of an incident on {first['target_date']} (as of {first['as_of']}), "

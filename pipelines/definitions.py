@@ -19,6 +19,7 @@ from pipelines.assets.publish import build_publish_assets
 from pipelines.automation import build_jobs, nightly_schedule, retrain_schedule, source_data_sensor
 from pipelines.partitions import trading_day_partitions
 from pipelines.resources import build_resources
+from pipelines.run_health import abandoned_runs_sensor
 from pipelines.runner import step_printer
 from pipelines.settings import Settings, load_settings
 
@@ -38,7 +39,7 @@ def build_definitions(settings: Settings, today: dt.date | None = None) -> dg.De
         ],
         jobs=build_jobs(),
         schedules=[nightly_schedule(calendar), retrain_schedule(calendar)],
-        sensors=[source_data_sensor(calendar, settings.source)],
+        sensors=[source_data_sensor(calendar, settings.source), abandoned_runs_sensor],
         resources=build_resources(settings),
         loggers={"steps": step_printer, **dg.default_loggers()},
     )

@@ -2,7 +2,10 @@
 
 Runs go through a persistent instance (``DAGSTER_HOME``, by default ``<home>/dagster``), so
 ``make ui`` shows every run the CLI made, with its materializations and checks. The console
-shows one line per step instead of Dagster's debug log.
+shows one line per step instead of Dagster's debug log. A step that fails with a problem
+failcast understands (``features.errors``: a locked warehouse, a full disk, bad data) ends the
+command with that problem's one line and exit code; runs an earlier, killed command left
+STARTED are marked failed first (``pipelines.run_health``).
 """
 
 from __future__ import annotations
@@ -20,14 +23,19 @@ from dagster._core.storage.tags import (
 )
 
 from features.errors import EXIT_BUG, FailcastError
+from pipelines.run_health import fail_abandoned_runs, process_tags
 from pipelines.settings import Settings
 
 DAGSTER_YAML = """\
-# Written by failcast: local storage under this folder, no telemetry, no welcome dialog.
+# Written by failcast: local storage under this folder, no telemetry, no welcome dialog, and
+# run monitoring (with the daemon of `make ui`: a run past its dagster/max_runtime tag fails).
 telemetry:
   enabled: false
 nux:
   enabled: false
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 60
 """
 
 
@@ -110,18 +118,51 @@ def run_job(
     config = {**(run_config or {}), "loggers": {"steps": {}}}
     job = defs.resolve_job_def(job_name)
     with dg.DagsterInstance.get() as instance:
+        for run_id in fail_abandoned_runs(instance):
+            print(f"  ! run {run_id} was left STARTED by a process that died: marked failed",
+                  file=sys.stderr, flush=True)
         result = job.execute_in_process(
             instance=instance,
             partition_key=partition_key,
-            tags=tags,
+            tags={**tags, **process_tags()},
             run_config=config,
             raise_on_error=False,
         )
     if not result.success:
         failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        known = _failcast_error(failures)
+        if known is not None:
+            raise known
         where = failures[0].step_key if failures else job_name
         raise RunFailed(
             f"{job_name} failed at {where}; see the run {result.run_id} in the Dagster UI "
             "(make ui)"
         )
     return result
+
+
+def _failcast_errors() -> dict[str, type[FailcastError]]:
+    """Every FailcastError class by its qualified name, as Dagster records it."""
+    found, todo = {}, [FailcastError]
+    while todo:
+        cls = todo.pop()
+        found[f"{cls.__module__}.{cls.__qualname__}"] = cls
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def _failcast_error(failures: list) -> FailcastError | None:
+    """The problem a failed step raised, rebuilt from the run's record, when failcast knows it.
+
+    Dagster records a step's exception as text (``module.Class: message``); a known class
+    comes back as itself, so the command ends with its one line and its exit code.
+    """
+    known = _failcast_errors()
+    for event in failures:
+        error = getattr(event.event_specific_data, "error", None)
+        while error is not None:
+            name, _, message = (error.message or "").partition(": ")
+            if name in known:
+                return known[name](message.strip())
+            error = error.cause
+    return None

@@ -9,6 +9,13 @@ formulas neutralised, and ``failcast validate`` judging each day as the nightly 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -282,3 +289,141 @@ def test_every_window_change_gets_a_decision_and_the_cab_page_shows_those_withou
                                 thresholds=(0.05, 0.15, 0.35), unscored_changes=unscored)
     for change in ("C-OLD", "C-NEW", "C-GHOST"):
         assert change in html and OUT_OF_SERVICE[change] in html
+
+
+# ------------------------------------------------------------------ 3. warehouse and disk faults
+
+HOLD_LOCK = textwrap.dedent("""
+    import duckdb, sys, time
+    con = duckdb.connect(sys.argv[1])
+    con.execute("CREATE TABLE IF NOT EXISTS held (x INTEGER)")
+    print("locked", flush=True)
+    time.sleep(120)
+""")
+
+
+@pytest.fixture
+def locked(tmp_path):
+    """A warehouse file whose write lock another process holds; yields (path, that PID)."""
+    path = tmp_path / "home" / "warehouse.duckdb"
+    path.parent.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield path, holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_locked_warehouse_names_the_holder_says_it_waits_and_gives_up_in_bounded_time(locked):
+    from features.errors import ResourceError
+    from features.warehouse import Warehouse
+
+    path, pid = locked
+    said = []
+    started = time.monotonic()
+    with pytest.raises(ResourceError) as raised, Warehouse(path, lock_timeout_s=1,
+                                                           on_wait=said.append).writer():
+        pass
+    assert time.monotonic() - started < 30  # bounded: not DuckDB's silent two minutes
+    assert len(said) == 1 and f"PID {pid}" in said[0] and "waiting up to 1 s" in said[0]
+    message = str(raised.value)
+    assert str(path) in message and f"PID {pid}" in message and "lock_timeout_s" in message
+
+
+def test_a_reader_of_a_locked_warehouse_ends_in_one_line_and_exit_3(locked, monkeypatch, capsys):
+    from pipelines.cli import main
+
+    path, pid = locked
+    monkeypatch.setenv("FAILCAST_LOCK_TIMEOUT_S", "0.5")
+    root = write_source(path.parent.parent / "src")
+    assert main(["risk", "--source", str(root), "--home", str(path.parent)]) == 3
+    waiting, error = capsys.readouterr().err.strip().splitlines()
+    assert waiting.startswith("failcast: the warehouse") and "waiting up to 0.5 s" in waiting
+    assert error.startswith("failcast: error: the warehouse") and f"PID {pid}" in error
+
+
+def test_a_lock_met_inside_a_dagster_step_ends_the_command_with_its_own_line(locked, tmp_path):
+    from features.errors import ResourceError
+    from pipelines.definitions import build_definitions
+    from pipelines.runner import run_job
+    from pipelines.settings import load_settings
+
+    path, pid = locked
+    root = write_source(tmp_path / "src")
+    settings = load_settings(root, path.parent, env={}, lock_timeout_s=0.5)
+    with pytest.raises(ResourceError, match=f"locked by PID {pid}"):
+        run_job(build_definitions(settings, today=dt.date(2025, 6, 11)), "ingest_job",
+                settings, TUE, TUE)
+
+
+def _constrained(folder: Path, kind: str, script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``script`` with ``folder`` on a full (1 MB tmpfs) or read-only file system, in a
+    mount namespace of its own so nothing outside the test sees it."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare for a private mount namespace")
+    mount = {"full": f'mount -t tmpfs -o size=1m tmpfs "{folder}"',
+             "read-only": f'mount --bind "{folder}" "{folder}" && '
+                          f'mount -o remount,ro,bind "{folder}"'}[kind]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", f'{mount} && exec "$0" "$@"',
+                             sys.executable, "-c", script, *args],
+                            capture_output=True, text=True, timeout=120, env=env)
+    if "mount:" in result.stderr and "permission denied" in result.stderr.lower():
+        pytest.skip("mounts are not allowed here")
+    return result
+
+
+WRITE_WAREHOUSE = textwrap.dedent("""
+    import sys
+    from features.errors import FailcastError
+    from features.warehouse import Warehouse
+    try:
+        with Warehouse(sys.argv[1]).writer() as con:
+            con.execute("CREATE TABLE filler AS SELECT range AS a, repeat(md5(range::VARCHAR), 6) AS b "
+                        "FROM range(200000)")
+    except FailcastError as exc:
+        print(f"failcast: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+""")
+
+
+@pytest.mark.parametrize(("kind", "words"), [("full", "No space left on device"),
+                                              ("read-only", "Read-only file system")])
+def test_a_full_or_read_only_warehouse_disk_is_one_line_naming_the_path(tmp_path, kind, words):
+    home = tmp_path / "home"
+    home.mkdir()
+    result = _constrained(home, kind, WRITE_WAREHOUSE, str(home / "warehouse.duckdb"))
+    assert result.returncode == 3, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"failcast: error: cannot write the warehouse {home / 'warehouse.duckdb'}")
+    assert words in line
+
+
+PUBLISH_FILES = textwrap.dedent("""
+    import datetime as dt, sys
+    import polars as pl
+    from features.errors import FailcastError
+    from models.publish import publish_files
+    scores = pl.DataFrame({"target_date": [dt.date(2025, 6, 11)] * 20000,
+                           "system_id": [f"S{i}" for i in range(20000)], "risk": [0.1] * 20000})
+    try:
+        publish_files(__import__("pathlib").Path(sys.argv[1]), scores, "<html>" + "x" * 2_000_000)
+    except FailcastError as exc:
+        print(f"failcast: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+""")
+
+
+@pytest.mark.parametrize(("kind", "words"), [("full", "No space left on device"),
+                                              ("read-only", "Read-only file system")])
+def test_a_full_or_read_only_published_folder_is_one_line_naming_the_path(tmp_path, kind, words):
+    published = tmp_path / "published"
+    (published / "2025-06-11").mkdir(parents=True)
+    result = _constrained(published, kind, PUBLISH_FILES, str(published))
+    assert result.returncode == 3, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"failcast: error: cannot write the published file {published / '2025-06-11'}")
+    assert words in line
