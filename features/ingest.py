@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import duckdb
 import polars as pl
@@ -20,7 +20,7 @@ import polars as pl
 from features.csv_text import PROBLEM, RECORD, ROW, read_csv_text
 from features.errors import DataError
 from features.source import REQUIRED_COLUMNS, Source, check_text_file, require_columns
-from features.trading_time import TradingCalendar
+from features.trading_time import LONG_BREAK_DAYS, TradingCalendar
 from features.validate import (
     QUARANTINE_COLUMNS,
     REJECT,
@@ -453,15 +453,24 @@ class MetricsProfile:
     systems: int
     metrics: int
     problems: pl.DataFrame  # reason, column_name, rows, example_file, example_row, example_value
+    # as_of, rows, rejected: the rows each as-of day's partition would hold, as the nightly
+    # counts them (rows without a usable timestamp fall in no day)
+    days: pl.DataFrame = field(default_factory=lambda: _no_days())
+
+
+def _no_days() -> pl.DataFrame:
+    return pl.DataFrame(schema={"as_of": pl.Date, "rows": pl.Int64, "rejected": pl.Int64})
 
 
 def profile_metrics(
-    con: duckdb.DuckDBPyConnection, source: Source, systems_table: str = "systems"
+    con: duckdb.DuckDBPyConnection, source: Source, systems_table: str = "systems",
+    calendar: TradingCalendar | None = None,
 ) -> MetricsProfile:
     """Every metric row of the source checked against the rules, without loading anything.
 
     ``systems_table`` names the table of known systems (``systems`` in the warehouse,
-    ``staged_systems`` while validating).
+    ``staged_systems`` while validating). With a ``calendar`` the rows are also counted per
+    as-of day, the unit the nightly's quarantine check judges.
     """
     empty = pl.DataFrame(schema={"reason": pl.String, "column_name": pl.String, "rows": pl.Int64,
                                  "example_file": pl.String, "example_row": pl.Int64,
@@ -505,5 +514,31 @@ def profile_metrics(
         ).pl()
         rows += cut["rows"].sum()
         problems = pl.concat([problems, cut], how="vertical_relaxed")
+    days = _rows_per_day(con, calendar, first, last) if calendar and first else None
     con.execute("DROP TABLE metric_profile")
-    return MetricsProfile(rows, first, last, systems, metrics, problems if problems.height else empty)
+    profile = MetricsProfile(rows, first, last, systems, metrics,
+                             problems if problems.height else empty)
+    return profile if days is None else replace(profile, days=days)
+
+
+def _rows_per_day(con: duckdb.DuckDBPyConnection, calendar: TradingCalendar, first: dt.datetime,
+                  last: dt.datetime) -> pl.DataFrame:
+    """Rows and rejected rows of ``metric_profile`` in each as-of day's partition."""
+    # Sessions whose windows can hold the rows, within the calendar (each needs a neighbour).
+    lo = max(first.date() - dt.timedelta(days=1), calendar.next_session(calendar.first_day))
+    hi = min(last.date() + dt.timedelta(days=LONG_BREAK_DAYS * 3),
+             calendar.previous_session(calendar.last_day))
+    if hi < lo:
+        return _no_days()
+    con.register("profile_sessions", calendar.session_table(lo, hi))
+    try:
+        return con.sql(
+            """
+            SELECT s.as_of, count(*) AS rows, count(*) FILTER (WHERE p.reason IS NOT NULL) AS rejected
+            FROM metric_profile p JOIN profile_sessions s
+              ON p.ts_utc >= s.previous_cutoff_utc AND p.ts_utc < s.cutoff_utc
+            GROUP BY s.as_of ORDER BY s.as_of
+            """
+        ).pl()
+    finally:
+        con.unregister("profile_sessions")

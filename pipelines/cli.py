@@ -81,22 +81,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Check a source directory against the input contract; write nothing."""
+    """Check a source directory against the input contract, judging each as-of day as the
+    nightly run does; write nothing. Exit 0 when every day would be accepted, 2 otherwise."""
     from features.source import Source
     from features.source_report import validate_source
 
     settings = _settings(args)
-    report = validate_source(Source.open(settings.source), settings.timezone,
+    report = validate_source(Source.open(settings.source), settings.calendar,
                              settings.quarantine_max_share)
     print(f"source {report.source.root}")
     for table in report.tables:
         if table.file is None:
             print(f"  {table.table:<10} (no {table.table}.csv: optional, treated as empty)")
             continue
+        flagged = f"  {table.rows_flagged:,} kept for review" if table.rows_flagged else ""
         print(
             f"  {table.table:<10} {table.rows_read:>10,} rows  {table.rows_loaded:>10,} usable  "
             f"{table.rows_rejected:>7,} rejected ({table.reject_share:.2%})  "
-            f"{table.values_dropped:>6,} values dropped"
+            f"{table.values_dropped:>6,} values dropped{flagged}"
         )
     m = report.metrics
     if m.rows:
@@ -120,9 +122,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for row in m.problems.iter_rows(named=True):
             print(f"  metrics: {row['reason']} x{row['rows']} (e.g. {Path(row['example_file']).name}"
                   f" row {row['example_row']}: {row['example_value']!r})")
+    limit = f"{report.max_share:.2%}"
+    refused, shown = report.refused_days, 10
+    if refused.height:
+        print(f"days the nightly would refuse (quarantined metric rows above {limit} of the day):")
+        for row in refused.head(shown).iter_rows(named=True):
+            print(f"  {row['as_of']}: {row['rejected']:,} of {row['rows']:,} metric rows "
+                  f"quarantined ({row['share']:.2%})")
+        if refused.height > shown:
+            print(f"  … and {refused.height - shown} more day(s)")
+    for table in report.refused_tables:
+        print(f"every night would be refused: {table.table} has {table.reject_share:.2%} of its "
+              f"rows quarantined (limit {limit})")
     verdict = "usable" if report.usable else "NOT usable"
-    print(f"{verdict}: worst quarantined share {report.worst_share:.2%} "
-          f"(limit {report.max_share:.2%})")
+    days = f"{refused.height} of {report.day_shares.height} day(s) would be refused; " if m.rows else ""
+    print(f"{verdict}: {days}worst quarantined share {report.worst_share:.2%} (limit {limit})")
     return EXIT_OK if report.usable else EXIT_USAGE
 
 

@@ -23,6 +23,7 @@ import pytest
 from features.source import Source
 from features.trading_time import TradingCalendar
 from features.validate import stage_source_tables
+from pipelines.resources import FailcastResource
 from tests.conftest import write_source
 
 CAL = TradingCalendar("XSHG", "Asia/Shanghai")
@@ -346,17 +347,27 @@ def test_a_reader_of_a_locked_warehouse_ends_in_one_line_and_exit_3(locked, monk
 
 
 def test_a_lock_met_inside_a_dagster_step_ends_the_command_with_its_own_line(locked, tmp_path):
+    """The step's ResourceError, not "the run failed" (exit 1): run_job raises it as itself."""
+    import dagster as dg
+
     from features.errors import ResourceError
-    from pipelines.definitions import build_definitions
-    from pipelines.runner import run_job
+    from pipelines.runner import run_job, step_printer
     from pipelines.settings import load_settings
 
     path, pid = locked
-    root = write_source(tmp_path / "src")
-    settings = load_settings(root, path.parent, env={}, lock_timeout_s=0.5)
+    settings = load_settings(write_source(tmp_path / "src"), path.parent, env={},
+                             lock_timeout_s=0.5)
+
+    @dg.asset
+    def writes_the_warehouse(failcast: FailcastResource) -> None:
+        with failcast.warehouse().writer():
+            pass
+
+    defs = dg.Definitions(assets=[writes_the_warehouse], loggers={"steps": step_printer},
+                          jobs=[dg.define_asset_job("write_job")],
+                          resources={"failcast": FailcastResource.from_settings(settings)})
     with pytest.raises(ResourceError, match=f"locked by PID {pid}"):
-        run_job(build_definitions(settings, today=dt.date(2025, 6, 11)), "ingest_job",
-                settings, TUE, TUE)
+        run_job(defs, "write_job", settings)
 
 
 def _constrained(folder: Path, kind: str, script: str, *args: str) -> subprocess.CompletedProcess:
@@ -427,3 +438,265 @@ def test_a_full_or_read_only_published_folder_is_one_line_naming_the_path(tmp_pa
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"failcast: error: cannot write the published file {published / '2025-06-11'}")
     assert words in line
+
+
+# ------------------------------------------------------------------ 5. publication atomic
+
+D0, D1 = dt.date(2025, 6, 9), dt.date(2025, 6, 10)  # as-of days; targets are the next sessions
+
+
+def day_scores(as_of: dt.date, risk: float):
+    import polars as pl
+
+    systems = ["A", "B", "=HYPERLINK(\"http://x\",\"click\")"]
+    return pl.DataFrame({
+        "as_of": [as_of] * 3, "target_date": [CAL.next_session(as_of)] * 3, "system_id": systems,
+        "risk": [risk, risk / 2, -0.0], "tier": ["high", "elevated", "low"],
+        "rank": pl.Series([1, 2, 3], dtype=pl.Int32), "top_factors": ["[]"] * 3,
+        "similar_incidents": ["[]"] * 3, "scheduled_changes": ["[]"] * 3,
+        "model_name": ["m"] * 3, "model_version": ["1"] * 3, "mlflow_run_id": ["r"] * 3,
+        "scored_at": [dt.datetime(2025, 6, 10, 11)] * 3,
+    })
+
+
+# The publish assets' sequence for a staged day: files (change_review), then the table
+# (risk_scores); the argument says where this process is killed (SIGKILL, like kill -9).
+PUBLISH_STAGED_DAY = textwrap.dedent("""
+    import datetime as dt, os, signal, sys
+    from contextlib import contextmanager
+    from pathlib import Path
+    import models.publish as publish
+    import models.scoring as scoring
+    from features.warehouse import Warehouse
+
+    home, as_of, kill_at = Path(sys.argv[1]), dt.date.fromisoformat(sys.argv[2]), sys.argv[3]
+    die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+    if kill_at == "between files":
+        real_write, calls = publish.write_atomically, []
+        def write_then_die(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                die()
+            real_write(*args, **kwargs)
+        publish.write_atomically = write_then_die
+    if kill_at == "inside the table's transaction":
+        real_transaction = scoring.transaction
+        @contextmanager
+        def dying(con):
+            with real_transaction(con):
+                yield con
+                die()  # the day's rows are written, not committed
+        scoring.transaction = dying
+    warehouse = Warehouse(home / "warehouse.duckdb")
+    with warehouse.reader() as con:
+        scores = scoring.read_scores(con, scoring.STAGING, as_of)
+    publish.publish_files(home / "published", scores, f"<p>page of {as_of}</p>")
+    if kill_at == "after the files, before the table":
+        die()
+    with warehouse.writer() as con:
+        scoring.publish_day(con, as_of)
+    if kill_at == "after the table":
+        die()
+""")
+KILL_POINTS = ["between files", "after the files, before the table",
+               "inside the table's transaction", "after the table"]
+
+
+def publish_in_a_process(home: Path, as_of: dt.date, kill_at: str) -> int:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    return subprocess.run([sys.executable, "-c", PUBLISH_STAGED_DAY, str(home), as_of.isoformat(),
+                           kill_at], env=env, timeout=120).returncode
+
+
+def publish_here(home: Path, as_of: dt.date) -> None:
+    """The same sequence, uninterrupted, in this process."""
+    from features.warehouse import Warehouse
+    from models.publish import publish_files
+    from models.scoring import STAGING, publish_day, read_scores
+
+    warehouse = Warehouse(home / "warehouse.duckdb")
+    with warehouse.reader() as con:
+        scores = read_scores(con, STAGING, as_of)
+    publish_files(home / "published", scores, f"<p>page of {as_of}</p>")
+    with warehouse.writer() as con:
+        publish_day(con, as_of)
+
+
+def served_days_have_their_files(home: Path) -> None:
+    """The invariant: every day the table serves has its page, CSV and Parquet, equal to it."""
+    import polars as pl
+
+    from features.warehouse import Warehouse
+
+    with Warehouse(home / "warehouse.duckdb").reader() as con:
+        table = con.sql("SELECT * FROM risk_scores ORDER BY as_of, rank").pl()
+    for (target,), rows in table.group_by(["target_date"]):
+        folder = home / "published" / str(target)
+        assert (folder / "change_review.html").is_file()
+        assert pl.read_parquet(folder / "risk_scores.parquet").equals(rows)
+        assert pl.read_csv(folder / "risk_scores.csv").height == rows.height
+
+
+@pytest.mark.parametrize("kill_at", KILL_POINTS)
+def test_publication_killed_at_each_step_never_serves_a_day_without_its_files(tmp_path, kill_at):
+    from features.warehouse import Warehouse
+    from models.scoring import stage_day
+
+    home = tmp_path / "home"
+    with Warehouse(home / "warehouse.duckdb").writer() as con:
+        stage_day(con, day_scores(D0, 0.4), D0)
+        stage_day(con, day_scores(D1, 0.3), D1)
+    publish_here(home, D0)  # yesterday, published cleanly
+    before = (home / "published" / "2025-06-10" / "risk_scores.parquet").read_bytes()
+
+    assert publish_in_a_process(home, D1, kill_at) == -9
+    served_days_have_their_files(home)
+    assert (home / "published" / "2025-06-10" / "risk_scores.parquet").read_bytes() == before
+    with Warehouse(home / "warehouse.duckdb").reader() as con:
+        days = [r[0] for r in con.execute("SELECT DISTINCT as_of FROM risk_scores ORDER BY 1").fetchall()]
+    assert days == ([D0, D1] if kill_at == "after the table" else [D0])
+
+    for partial in (home / "published").rglob("*.partial"):  # a minute later
+        os.utime(partial, (time.time() - 3600, time.time() - 3600))
+    publish_here(home, D1)  # the rerun completes the day
+    served_days_have_their_files(home)
+    assert not list((home / "published").rglob("*.partial"))
+
+
+def test_the_publish_assets_write_the_files_before_the_table(tmp_path):
+    from pipelines.definitions import build_definitions
+    from pipelines.settings import load_settings
+
+    settings = load_settings(write_source(tmp_path / "src"), tmp_path / "home", env={})
+    graph = build_definitions(settings, today=dt.date(2025, 6, 11)).resolve_asset_graph()
+    parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys}
+               for k in graph.get_all_asset_keys()}
+    assert "scored_systems" in parents["change_review"]
+    assert "change_review" in parents["risk_scores"]
+
+
+def test_two_writers_of_one_day_use_temporary_names_of_their_own(tmp_path, monkeypatch):
+    import models.publish as publish
+
+    renamed = []
+    real_replace = os.replace
+    monkeypatch.setattr(publish.os, "replace",
+                        lambda src, dst: (renamed.append(Path(src).name), real_replace(src, dst)))
+    for _ in range(2):
+        publish.publish_files(tmp_path, day_scores(D1, 0.3), "<p>page</p>")
+    assert len(renamed) == 6 and len(set(renamed)) == 6
+    assert ".risk_scores.parquet.partial" not in renamed  # the old fixed name
+
+
+KILLED_RUN = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import dagster as dg
+    from pipelines.runner import run_job, step_printer
+    from pipelines.settings import load_settings
+
+    @dg.op
+    def long_step():
+        Path(sys.argv[3]).touch()
+        time.sleep(120)
+
+    @dg.job
+    def long_job():
+        long_step()
+
+    defs = dg.Definitions(jobs=[long_job], loggers={"steps": step_printer})
+    run_job(defs, "long_job", load_settings(sys.argv[1], sys.argv[2], env={}))
+""")
+
+
+def test_a_run_killed_mid_way_ends_failed_not_started_forever(tmp_path):
+    import dagster as dg
+
+    from pipelines.run_health import fail_abandoned_runs
+
+    source, home, started = write_source(tmp_path / "src"), tmp_path / "home", tmp_path / "started"
+    env = {**os.environ, "DAGSTER_HOME": str(home / "dagster"),
+           "PYTHONPATH": str(Path(__file__).parent.parent)}
+    run = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(source), str(home), str(started)],
+                           env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while not started.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert started.exists(), "the run did not start"
+    finally:
+        run.kill()
+        run.wait()
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        [killed] = instance.get_runs()
+        assert killed.status == dg.DagsterRunStatus.STARTED  # what the UI showed forever
+        assert fail_abandoned_runs(instance) == [killed.run_id]
+        assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
+        [failure] = instance.all_logs(killed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        assert f"PID {run.pid}" in failure.message
+        assert fail_abandoned_runs(instance) == []  # once
+
+
+# ------------------------------------------------------------------ 6. spreadsheet formulas
+
+
+def test_published_csv_cells_never_run_as_formulas_and_numbers_stay_numbers(tmp_path):
+    import csv
+
+    from models.publish import publish_files
+
+    scores = day_scores(D1, 0.3).with_columns(
+        model_name=__import__("polars").Series(["+cmd|' /C calc'!A0", "@SUM(1+1)", "\tx"]),
+        model_version=__import__("polars").Series(["-1.5", "\r=1", "v2"]))
+    files = publish_files(tmp_path, scores, "<p>page</p>")
+    with files["csv"].open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["system_id"] for r in rows] == ["A", "B", "'=HYPERLINK(\"http://x\",\"click\")"]
+    assert [r["model_name"] for r in rows] == ["'+cmd|' /C calc'!A0", "'@SUM(1+1)", "'\tx"]
+    assert [r["model_version"] for r in rows] == ["-1.5", "'\r=1", "v2"]  # -1.5 is a number
+    assert [r["risk"] for r in rows] == ["0.3", "0.15", "-0.0"]  # numeric columns untouched
+    parquet = __import__("polars").read_parquet(files["parquet"])
+    assert parquet["system_id"][2].startswith("=")  # typed files keep the data as it is
+
+
+def test_backtest_csv_and_risk_csv_report_are_neutralised_too(tmp_path, capsys):
+    import polars as pl
+
+    from models.backtest_run import write_scores
+    from models.scoring import ensure_tables
+    from pipelines.cli import main
+    from pipelines.settings import load_settings
+
+    out = tmp_path / "backtest.csv"
+    write_scores(pl.DataFrame({"system_id": ["=1+1", "A"], "risk": [-0.5, 0.2]}), out)
+    assert pl.read_csv(out)["system_id"].to_list() == ["'=1+1", "A"]
+    assert pl.read_csv(out)["risk"].to_list() == [-0.5, 0.2]
+
+    settings = load_settings(write_source(tmp_path / "src"), tmp_path / "home", env={})
+    with settings.warehouse().writer() as con:
+        ensure_tables(con)
+        con.register("rows", day_scores(D1, 0.3))
+        con.execute("INSERT INTO risk_scores BY NAME SELECT * FROM rows")
+    assert main(["risk", "--source", str(settings.source), "--home", str(settings.home),
+                 "--format", "csv"]) == 0
+    assert "'=HYPERLINK" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ 7. validate judges each day
+
+
+def test_validate_names_the_days_the_nightly_would_refuse(tmp_path, capsys):
+    """A new system in the metrics only: 0.65% of the source, but 20% of Tuesday."""
+    from pipelines.cli import main
+
+    monday = "".join(f"2025-06-09T{h:02d}:{m:02d}:00,A,cpu_pct,1\n" for h in range(10, 15)
+                     for m in range(60))  # 300 samples, all valid
+    tuesday = ("2025-06-10T10:00:00,NEW,cpu_pct,1\n2025-06-10T10:01:00,NEW,cpu_pct,1\n"
+               + "".join(f"2025-06-10T11:{m:02d}:00,A,cpu_pct,1\n" for m in range(8)))
+    root = write_source(tmp_path / "src", metrics={"m.csv": "ts,system_id,metric,value\n"
+                                                   + monday + tuesday})
+    assert main(["validate", "--source", str(root)]) == 2
+    out = capsys.readouterr().out
+    assert "2025-06-10: 2 of 10 metric rows quarantined (20.00%)" in out
+    assert "2025-06-09" not in out.split("would refuse")[1]
+    assert "NOT usable" in out
