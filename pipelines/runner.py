@@ -22,7 +22,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from features.errors import EXIT_BUG, FailcastError
+from features.errors import EXIT_BUG, FailcastError, ResourceError, disk_fault
 from pipelines.run_health import fail_abandoned_runs, process_tags
 from pipelines.settings import Settings
 
@@ -45,15 +45,40 @@ class RunFailed(FailcastError):
     exit_code = EXIT_BUG
 
 
+# What SQLite (Dagster's run and event storage) says when it cannot write its file.
+SQLITE_WRITE_FAULTS = ("disk I/O error", "database or disk is full", "readonly database",
+                       "unable to open database file")
+PROBE_BYTES = 1 << 16
+
+
 def ensure_dagster_home(settings: Settings) -> Path:
-    """Point DAGSTER_HOME at the settings' home unless the environment chose one."""
+    """Point DAGSTER_HOME at the settings' home unless the environment chose one, and make sure
+    Dagster can write there (a full or read-only disk is one line, not a SQLAlchemy report)."""
     home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    probe = home / f".failcast-probe-{os.getpid()}"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        config = home / "dagster.yaml"
+        if not config.exists():
+            config.write_text(DAGSTER_YAML)
+        probe.write_bytes(bytes(PROBE_BYTES))
+    except OSError as exc:
+        raise disk_fault(exc, f"the Dagster instance {home}") or exc from None
+    finally:
+        probe.unlink(missing_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def _storage_fault(exc: BaseException, home: Path) -> ResourceError | None:
+    """The one line for Dagster's storage failing to write, or None."""
+    fault = disk_fault(exc, f"the Dagster instance {home}")
+    if fault is None and any(marker in str(exc) for marker in SQLITE_WRITE_FAULTS):
+        cause = next(m for m in SQLITE_WRITE_FAULTS if m in str(exc))
+        fault = ResourceError(f"cannot write the Dagster instance {home} ({cause}): its disk is "
+                              "full or read-only; free space or make it writable, then run the "
+                              "command again")
+    return fault
 
 
 class _StepPrinter(logging.Handler):
@@ -103,7 +128,7 @@ def run_job(
     run_config: dict | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Execute ``job_name`` in this process for one as-of day or a range of them."""
-    ensure_dagster_home(settings)
+    home = ensure_dagster_home(settings)
     tags: dict[str, str] = {}
     partition_key = None
     if first is not None:
@@ -117,17 +142,25 @@ def run_job(
             }
     config = {**(run_config or {}), "loggers": {"steps": {}}}
     job = defs.resolve_job_def(job_name)
-    with dg.DagsterInstance.get() as instance:
-        for run_id in fail_abandoned_runs(instance):
-            print(f"  ! run {run_id} was left STARTED by a process that died: marked failed",
-                  file=sys.stderr, flush=True)
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=partition_key,
-            tags={**tags, **process_tags()},
-            run_config=config,
-            raise_on_error=False,
-        )
+    try:
+        with dg.DagsterInstance.get() as instance:
+            for run_id in fail_abandoned_runs(instance):
+                print(f"  ! run {run_id} was left STARTED by a process that died: marked failed",
+                      file=sys.stderr, flush=True)
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=partition_key,
+                tags={**tags, **process_tags()},
+                run_config=config,
+                raise_on_error=False,
+            )
+    except FailcastError:
+        raise
+    except Exception as exc:
+        fault = _storage_fault(exc, home)
+        if fault is None:
+            raise
+        raise fault from None
     if not result.success:
         failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         known = _failcast_error(failures)

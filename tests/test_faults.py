@@ -413,6 +413,32 @@ def test_a_full_or_read_only_warehouse_disk_is_one_line_naming_the_path(tmp_path
     assert words in line
 
 
+INGEST_INTO_FULL_HOME = textwrap.dedent("""
+    import os, sys
+    from pipelines.cli import main
+    home = sys.argv[2]
+    try:  # fill the disk first, as a night finds it
+        with open(os.path.join(home, "filler"), "wb") as handle:
+            while True:
+                handle.write(bytes(65536))
+    except OSError:
+        pass
+    sys.exit(main(["ingest", "--source", sys.argv[1], "--home", home, "--date", "2025-06-10"]))
+""")
+
+
+def test_a_nightly_command_on_a_full_home_ends_in_one_line_and_exit_3(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    result = _constrained(home, "full", INGEST_INTO_FULL_HOME, str(write_source(tmp_path / "src")),
+                          str(home))
+    assert result.returncode == 3, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (f"failcast: error: cannot write the Dagster instance {home / 'dagster'}: "
+                    "No space left on device; free space on that disk, then run the command again")
+    assert "Traceback" not in result.stderr and "sqlalche" not in result.stderr
+
+
 PUBLISH_FILES = textwrap.dedent("""
     import datetime as dt, sys
     import polars as pl
