@@ -153,19 +153,24 @@ def needs_exact_reader(path: Path) -> bool:
 
     DuckDB reads a file exactly when it has no quote character (no quoted line break, no
     doubled quote, nothing cut inside quotes) and one kind of line ending. The test is a byte
-    scan at memory speed; the rare file that fails it is small and hand-made or exported by a
-    tool that quotes, and is read here.
+    scan at memory speed: one pass looks for a quote or a carriage return, and only a file with
+    carriage returns gets a second pass that checks each one ends a CRLF pair. The rare file
+    that fails is small and hand-made or exported by a tool that quotes, and is read here.
     """
-    carry = b""
-    cr = lf = crlf = 0
+    has_cr = False
     with path.open("rb") as handle:
         while chunk := handle.read(SCAN_CHUNK):
             if b'"' in chunk:
                 return True
-            block = carry + chunk
+            has_cr = has_cr or b"\r" in chunk
+    if not has_cr:
+        return False
+    cr = lf = crlf = 0
+    last = b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(SCAN_CHUNK):
             cr += chunk.count(b"\r")
             lf += chunk.count(b"\n")
-            crlf += block.count(b"\r\n")
-            carry = chunk[-1:]
-    # Only LF (cr == 0), or only CRLF (every CR and every LF belongs to a CRLF pair).
-    return cr != 0 and not (cr == crlf == lf)
+            crlf += chunk.count(b"\r\n") + (last == b"\r" and chunk[:1] == b"\n")
+            last = chunk[-1:]
+    return not cr == crlf == lf  # mixed, or a bare CR

@@ -183,6 +183,19 @@ def test_metric_csv_columns_in_any_order_with_any_line_endings(tmp_path, newline
         ("A", 1.0), ("B", 2.0), ("A", 3.0)]
 
 
+@pytest.mark.parametrize(("text", "exact"), [
+    (b"ts,value\n1,2\n3,4\n", False), (b"ts,value\r\n1,2\r\n3,4\r\n", False),
+    (b"ts,value\r\n1,2\n3,4\r\n", True), (b'ts,value\n1,"2"\n', True),
+    (b"ts,value\n1,2\n3,4\r\n", True)])
+def test_the_byte_scan_sends_quoted_and_mixed_files_to_the_exact_reader(tmp_path, monkeypatch,
+                                                                        text, exact):
+    import features.csv_text as csv_text
+
+    monkeypatch.setattr(csv_text, "SCAN_CHUNK", 3)  # line endings split across reads
+    (tmp_path / "m.csv").write_bytes(text)
+    assert csv_text.needs_exact_reader(tmp_path / "m.csv") is exact
+
+
 def test_a_metric_csv_cut_inside_a_quoted_field_quarantines_the_last_record(tmp_path):
     warehouse = load_metric_csv(tmp_path, (
         b'ts,system_id,metric,value,note\n'
