@@ -1,7 +1,8 @@
 """Runs whose process died (kill -9, out of memory, power loss) end FAILED, not STARTED forever.
 
 Dagster's run monitoring asks the run launcher whether a run's worker is alive; the default
-launcher cannot tell, and runs the CLI executes in its own process have no launcher at all. So
+launcher cannot tell, and runs the CLI executes in its own process have no launcher at all
+(its other remedy, a maximum runtime, would also fail a long backfill that is alive). So
 every failcast run records where it executes (``failcast/host`` on every job; ``failcast/pid``
 on CLI runs, the RUN_START event's process id otherwise), and ``fail_abandoned_runs`` reports as
 failed each run still in progress on this host whose process no longer exists. The CLI calls

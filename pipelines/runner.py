@@ -27,15 +27,11 @@ from pipelines.run_health import fail_abandoned_runs, process_tags
 from pipelines.settings import Settings
 
 DAGSTER_YAML = """\
-# Written by failcast: local storage under this folder, no telemetry, no welcome dialog, and
-# run monitoring (with the daemon of `make ui`: a run past its dagster/max_runtime tag fails).
+# Written by failcast: local storage under this folder, no telemetry, no welcome dialog.
 telemetry:
   enabled: false
 nux:
   enabled: false
-run_monitoring:
-  enabled: true
-  poll_interval_seconds: 60
 """
 
 
