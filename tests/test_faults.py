@@ -676,6 +676,16 @@ def test_a_run_killed_mid_way_ends_failed_not_started_forever(tmp_path):
         assert fail_abandoned_runs(instance) == []  # once
 
 
+def test_the_abandoned_runs_sensor_sweeps_while_the_daemon_runs():
+    import dagster as dg
+
+    from pipelines.run_health import abandoned_runs_sensor
+
+    with dg.instance_for_test() as instance:
+        tick = abandoned_runs_sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+    assert tick.skip_message == "no abandoned run"
+
+
 # ------------------------------------------------------------------ 6. spreadsheet formulas
 
 
