@@ -383,7 +383,8 @@ def test_a_lock_met_inside_a_dagster_step_ends_the_command_with_its_own_line(loc
         run_job(defs, "write_job", settings)
 
 
-def _constrained(folder: Path, kind: str, script: str, *args: str) -> subprocess.CompletedProcess:
+def _constrained(folder: Path, kind: str, script: str, *args: str,
+                 **env_values: str) -> subprocess.CompletedProcess:
     """Run ``script`` with ``folder`` on a full (1 MB tmpfs) or read-only file system, in a
     mount namespace of its own so nothing outside the test sees it."""
     if os.geteuid() != 0 or not shutil.which("unshare"):
@@ -391,7 +392,7 @@ def _constrained(folder: Path, kind: str, script: str, *args: str) -> subprocess
     mount = {"full": f'mount -t tmpfs -o size=1m tmpfs "{folder}"',
              "read-only": f'mount --bind "{folder}" "{folder}" && '
                           f'mount -o remount,ro,bind "{folder}"'}[kind]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent), **env_values}
     result = subprocess.run(["unshare", "--mount", "sh", "-c", f'{mount} && exec "$0" "$@"',
                              sys.executable, "-c", script, *args],
                             capture_output=True, text=True, timeout=120, env=env)
@@ -444,7 +445,7 @@ def test_a_nightly_command_on_a_full_home_ends_in_one_line_and_exit_3(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     result = _constrained(home, "full", INGEST_INTO_FULL_HOME, str(write_source(tmp_path / "src")),
-                          str(home))
+                          str(home), DAGSTER_HOME="")  # Dagster's default: <home>/dagster
     assert result.returncode == 3, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last == (f"failcast: error: cannot write the Dagster instance {home / 'dagster'}: "
