@@ -17,6 +17,9 @@ traceback. Messages name the thing (file and column, date, resource) and what to
 
 from __future__ import annotations
 
+import errno
+import os
+
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_RESOURCE = 0, 1, 2, 3
 
 
@@ -42,3 +45,34 @@ class ResourceError(FailcastError):
     """An outside resource (MLflow, the warehouse file, the disk) is unavailable."""
 
     exit_code = EXIT_RESOURCE
+
+
+# Write failures an operator fixes on the machine, and what to do about each.
+DISK_FAULTS = {
+    errno.ENOSPC: "free space on that disk",
+    errno.EDQUOT: "free space or raise the disk quota",
+    errno.EFBIG: "raise the file size limit (ulimit -f) or free space",
+    errno.EROFS: "the file system is mounted read-only: remount it read-write or choose another "
+                 "home (--home, FAILCAST_HOME)",
+    errno.EACCES: "give this user write permission there, or choose another home (--home, "
+                  "FAILCAST_HOME)",
+    errno.EPERM: "give this user write permission there, or choose another home (--home, "
+                 "FAILCAST_HOME)",
+}
+
+
+def disk_fault(exc: BaseException, what: str) -> ResourceError | None:
+    """The one-line ``ResourceError`` for a write that failed on the disk, or None.
+
+    ``what`` names the resource and its path (``"the warehouse /x/warehouse.duckdb"``). Libraries
+    report these failures in their own words (Python's ``OSError``, Polars' ``ComputeError``,
+    DuckDB's ``IOException``), all carrying the system's text, so the text decides.
+    """
+    code = getattr(exc, "errno", None)
+    if code not in DISK_FAULTS:
+        text = str(exc)
+        code = next((c for c in DISK_FAULTS if os.strerror(c) in text), None)
+    if code is None:
+        return None
+    return ResourceError(f"cannot write {what}: {os.strerror(code)}; {DISK_FAULTS[code]}, "
+                         "then run the command again")

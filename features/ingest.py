@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import duckdb
 import polars as pl
 
+from features.csv_text import PROBLEM, RECORD, ROW, read_csv_text
 from features.errors import DataError
-from features.source import Source
-from features.trading_time import TradingCalendar
+from features.source import REQUIRED_COLUMNS, Source, check_text_file, require_columns
+from features.trading_time import LONG_BREAK_DAYS, TradingCalendar
 from features.validate import (
     QUARANTINE_COLUMNS,
     REJECT,
@@ -85,6 +86,28 @@ _CSV = (
     "read_csv(?, all_varchar = true, header = true, union_by_name = true, filename = true, "
     "hive_partitioning = false, null_padding = true)"
 )
+# Metric CSV files DuckDB's reader cannot take exactly (quotes, mixed line endings), read by
+# features.csv_text and registered on the connection under this name.
+EXACT_CSV = "metric_csv_exact"
+
+
+def _register_exact_csv(con: duckdb.DuckDBPyConnection, source: Source) -> None:
+    frames = []
+    for path in source.metric_csv_exact:
+        check_text_file(path)
+        text = read_csv_text(path)
+        require_columns(path, text.header, REQUIRED_COLUMNS["metrics"])
+        frames.append(text.frame().select(ROW, *REQUIRED_COLUMNS["metrics"], PROBLEM, RECORD)
+                      .with_columns(source_file=pl.lit(str(path))))
+    con.register(EXACT_CSV, pl.concat(frames))
+
+
+def _damaged_records(con: duckdb.DuckDBPyConnection, source: Source) -> str | None:
+    """SQL over the damaged records of the exactly read files (cut off, unquoted comma)."""
+    if not source.metric_csv_exact:
+        return None
+    return (f"SELECT source_file, {ROW} AS row, {PROBLEM} AS reason, {RECORD} AS raw_value "  # noqa: S608
+            f"FROM {EXACT_CSV} WHERE {PROBLEM} IS NOT NULL")
 
 
 def _source_select(
@@ -103,7 +126,7 @@ def _source_select(
     The SQL text is built from constants chosen by the column *types*; all data travels in
     parameters. Columns a query does not use (the raw text) are never computed.
     """
-    from features.source import REQUIRED_COLUMNS, SourceError, require_columns
+    from features.source import SourceError
 
     parts, params = [], []
     if source.metric_parquet:
@@ -146,10 +169,20 @@ def _source_select(
             f"FROM {_PARQUET} WHERE {prefilter}"
         )
         params += [*ts_params, files, *bounds]
-    if source.metric_csv:
-        files = [str(p) for p in source.metric_csv]
+    exact = source.metric_csv_exact
+    plain = [p for p in source.metric_csv if p not in exact]
+    if exact:
+        _register_exact_csv(con, source)
+        parts.append(
+            f"SELECT source_file, {ROW} AS row, {_TEXT_TS} AS ts_utc, "  # noqa: S608
+            "NULLIF(trim(system_id), '') AS system_id, NULLIF(trim(metric), '') AS metric, "
+            f"TRY_CAST(trim(value) AS DOUBLE) AS value, {_BAD_TEXT_VALUE} AS bad_value, "
+            f"ts AS raw_ts, value AS raw_value FROM {EXACT_CSV} WHERE {PROBLEM} IS NULL"
+        )
+    if plain:
+        files = [str(p) for p in plain]
         types = _column_types(con, _CSV, files)
-        require_columns(source.metric_csv[0], list(types), REQUIRED_COLUMNS["metrics"])
+        require_columns(plain[0], list(types), REQUIRED_COLUMNS["metrics"])
         parts.append(
             "SELECT filename AS source_file, "  # noqa: S608
             "row_number() OVER (PARTITION BY filename) AS row, "
@@ -400,8 +433,16 @@ def newest_sample(con: duckdb.DuckDBPyConnection, source: Source, since: dt.date
 
 
 def _quarantine_undated(con: duckdb.DuckDBPyConnection, source: Source, now: dt.datetime) -> int:
-    """Quarantine rows whose timestamp is missing or unreadable: they fit no partition."""
+    """Quarantine rows whose timestamp is missing or unreadable, and damaged records: they fit
+    no partition."""
     select, params = _source_select(con, source, None, undated_only=True)
+    damaged = _damaged_records(con, source)
+    if damaged:
+        con.execute(
+            f"INSERT INTO quarantine SELECT 'metrics', source_file, row, 'record', reason, "  # noqa: S608
+            f"raw_value, '{REJECT}', NULL, ? FROM ({damaged})",
+            [now],
+        )
     (count,) = con.execute(
         f"""
         INSERT INTO quarantine
@@ -413,6 +454,8 @@ def _quarantine_undated(con: duckdb.DuckDBPyConnection, source: Source, now: dt.
         """,  # noqa: S608
         [now, *params],
     ).fetchall()[0]
+    if damaged:
+        count += con.execute(f"SELECT count(*) FROM ({damaged})").fetchall()[0][0]  # noqa: S608
     return int(count)
 
 
@@ -424,15 +467,24 @@ class MetricsProfile:
     systems: int
     metrics: int
     problems: pl.DataFrame  # reason, column_name, rows, example_file, example_row, example_value
+    # as_of, rows, rejected: the rows each as-of day's partition would hold, as the nightly
+    # counts them (rows without a usable timestamp fall in no day)
+    days: pl.DataFrame = field(default_factory=lambda: _no_days())
+
+
+def _no_days() -> pl.DataFrame:
+    return pl.DataFrame(schema={"as_of": pl.Date, "rows": pl.Int64, "rejected": pl.Int64})
 
 
 def profile_metrics(
-    con: duckdb.DuckDBPyConnection, source: Source, systems_table: str = "systems"
+    con: duckdb.DuckDBPyConnection, source: Source, systems_table: str = "systems",
+    calendar: TradingCalendar | None = None,
 ) -> MetricsProfile:
     """Every metric row of the source checked against the rules, without loading anything.
 
     ``systems_table`` names the table of known systems (``systems`` in the warehouse,
-    ``staged_systems`` while validating).
+    ``staged_systems`` while validating). With a ``calendar`` the rows are also counted per
+    as-of day, the unit the nightly's quarantine check judges.
     """
     empty = pl.DataFrame(schema={"reason": pl.String, "column_name": pl.String, "rows": pl.Int64,
                                  "example_file": pl.String, "example_row": pl.Int64,
@@ -467,5 +519,40 @@ def profile_metrics(
         FROM metric_profile WHERE reason IS NOT NULL GROUP BY ALL ORDER BY rows DESC
         """
     ).pl()
+    damaged = _damaged_records(con, source)
+    if damaged:
+        cut = con.sql(
+            f"SELECT reason, 'record' AS column_name, count(*) AS rows, "  # noqa: S608
+            f"any_value(source_file) AS example_file, min(row) AS example_row, "
+            f"any_value(raw_value) AS example_value FROM ({damaged}) GROUP BY ALL"
+        ).pl()
+        rows += cut["rows"].sum()
+        problems = pl.concat([problems, cut], how="vertical_relaxed")
+    days = _rows_per_day(con, calendar, first, last) if calendar and first else None
     con.execute("DROP TABLE metric_profile")
-    return MetricsProfile(rows, first, last, systems, metrics, problems if problems.height else empty)
+    profile = MetricsProfile(rows, first, last, systems, metrics,
+                             problems if problems.height else empty)
+    return profile if days is None else replace(profile, days=days)
+
+
+def _rows_per_day(con: duckdb.DuckDBPyConnection, calendar: TradingCalendar, first: dt.datetime,
+                  last: dt.datetime) -> pl.DataFrame:
+    """Rows and rejected rows of ``metric_profile`` in each as-of day's partition."""
+    # Sessions whose windows can hold the rows, within the calendar (each needs a neighbour).
+    lo = max(first.date() - dt.timedelta(days=1), calendar.next_session(calendar.first_day))
+    hi = min(last.date() + dt.timedelta(days=LONG_BREAK_DAYS * 3),
+             calendar.previous_session(calendar.last_day))
+    if hi < lo:
+        return _no_days()
+    con.register("profile_sessions", calendar.session_table(lo, hi))
+    try:
+        return con.sql(
+            """
+            SELECT s.as_of, count(*) AS rows, count(*) FILTER (WHERE p.reason IS NOT NULL) AS rejected
+            FROM metric_profile p JOIN profile_sessions s
+              ON p.ts_utc >= s.previous_cutoff_utc AND p.ts_utc < s.cutoff_utc
+            GROUP BY s.as_of ORDER BY s.as_of
+            """
+        ).pl()
+    finally:
+        con.unregister("profile_sessions")

@@ -9,6 +9,7 @@ the file and column when the contract is broken; row-level rules live in ``featu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import polars as pl
@@ -81,6 +82,14 @@ class Source:
     def has_metrics(self) -> bool:
         return bool(self.metric_parquet or self.metric_csv)
 
+    @cached_property
+    def metric_csv_exact(self) -> tuple[Path, ...]:
+        """Metric CSV files with quotes or mixed line endings: read by ``features.csv_text``
+        (RFC 4180), the rest by DuckDB's fast reader."""
+        from features.csv_text import needs_exact_reader
+
+        return tuple(p for p in self.metric_csv if needs_exact_reader(p))
+
 
 def check_text_file(path: Path) -> None:
     """Fail clearly on an empty or non-UTF-8 file before a reader fails obscurely."""
@@ -108,8 +117,17 @@ def require_columns(path: Path, present: list[str], required: tuple[str, ...]) -
 
 
 def read_text_table(path: Path, required: tuple[str, ...]) -> pl.DataFrame:
-    """Read a small CSV as strings, checking encoding and required columns."""
+    """Read a small CSV as strings (RFC 4180), checking encoding and required columns.
+
+    A damaged record (the file cut inside a quoted field, an unquoted comma) is an error that
+    names the file and row: a table read whole, such as the calendar, has no quarantine.
+    """
+    from features.csv_text import read_csv_text
+
     check_text_file(path)
-    frame = pl.read_csv(path, infer_schema=False)
-    require_columns(path, frame.columns, required)
-    return frame
+    text = read_csv_text(path)
+    require_columns(path, text.header, required)
+    if text.problems:
+        row = min(text.problems)
+        raise SourceError(f"{path.name} row {row}: {text.problems[row][0]}")
+    return text.frame().drop("_row", "_problem", "_record")

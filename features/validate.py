@@ -1,9 +1,14 @@
 """Row-level rules of the input contract for the inventory, the case library and the changes.
 
-Each file is read as text by DuckDB, every value is parsed, and every rule is one SQL
-condition. A row that breaks a rule on a required value is *rejected* (it goes to the
-quarantine with its file, row, column and reason); an invalid optional value is *dropped*
-(set to its default, the row kept, the drop recorded). Nothing valid is lost.
+Each file is read as text (``features.csv_text``: RFC 4180, so quoted line breaks and doubled
+quotes are data), every value is parsed by DuckDB, and every rule is one SQL condition. A row
+that breaks a rule on a required value is *rejected* (it goes to the quarantine with its file,
+row, column and reason); an invalid optional value is *dropped* (set to its default, the row
+kept, the drop recorded); a damaged record (a file cut inside a quoted field) is rejected whole.
+A change on a system the inventory does not know is *kept for review*: the quarantine records
+it, and the CAB still sees it (a change nobody can place is exactly what the board must look
+at), so it does not count toward the share of rejected rows that blocks publishing. Nothing
+valid is lost.
 
 Timestamps follow the contract: an ISO-8601 value with an offset is that instant, a naive one
 is local time in the source's timezone (the connection's ``TimeZone``). Both are stored as
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from features.csv_text import PROBLEM, RECORD, ROW, read_csv_text
 from features.source import (
     CHANGES,
     INCIDENTS,
@@ -31,7 +37,7 @@ from features.source import (
     require_columns,
 )
 
-REJECT, DROP = "rejected", "value dropped"
+REJECT, DROP, FLAG = "rejected", "value dropped", "kept for review"
 QUARANTINE_COLUMNS = "table_name, source_file, row, column_name, reason, raw_value, action, as_of"
 
 # Parse a text timestamp under the connection's TimeZone and keep it as naive UTC.
@@ -74,13 +80,14 @@ def _id_rules(key: str) -> tuple[Rule, ...]:
     )
 
 
-def _system_rules() -> tuple[Rule, ...]:
+def _system_rules(unknown: str = REJECT) -> tuple[Rule, ...]:
     return (
         Rule("system_id", "__system_id IS NULL", "'system_id is empty'"),
         Rule(
             "system_id",
             "__system_id IS NOT NULL AND __system_id NOT IN (SELECT system_id FROM staged_systems)",
             "'unknown system_id'",
+            unknown,
         ),
     )
 
@@ -217,7 +224,7 @@ CHANGES_SPEC = TableSpec(
     },
     rules=(
         *_id_rules("change_id"),
-        *_system_rules(),
+        *_system_rules(unknown=FLAG),
         *_timestamp_rules("scheduled_start", REJECT, required=True),
         *_timestamp_rules("scheduled_end", DROP, required=False),
         Rule(
@@ -278,6 +285,7 @@ class StageResult:
     rows_rejected: int
     values_dropped: int
     duplicates_dropped: int = 0
+    rows_flagged: int = 0  # kept, and recorded in the quarantine for review
 
     @property
     def reject_share(self) -> float:
@@ -298,22 +306,17 @@ def init_staging(con: duckdb.DuckDBPyConnection) -> None:
 def _read_raw(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: Source) -> None:
     path = source.path(spec.file)
     check_text_file(path)
-    read = (
-        f"CREATE OR REPLACE TEMP TABLE raw_{spec.table} AS "  # noqa: S608 - constant name
-        "SELECT row_number() OVER () AS _row, * FROM "
-        "read_csv(?, all_varchar = true, header = true, null_padding = true, strict_mode = ?)"
-    )
+    text = read_csv_text(path)
+    require_columns(path, text.header, REQUIRED_COLUMNS[spec.table])
+    clash = [c for c in (ROW, PROBLEM, RECORD) if c in text.header]
+    if clash:
+        raise SourceError(f"{spec.file}: column name {clash[0]} is reserved; rename the column")
+    con.register("raw_frame", text.frame())
     try:
-        con.execute(read, [str(path), True])
-    except duckdb.Error:
-        # Files edited by hand mix line endings (\r\n and \n); the lenient reader takes them.
-        try:
-            con.execute(read, [str(path), False])
-        except duckdb.Error as exc:
-            first_line = str(exc).splitlines()[0]
-            raise SourceError(f"{spec.file} cannot be read as CSV: {first_line}") from None
-    present = [r[0] for r in con.execute(f"DESCRIBE raw_{spec.table}").fetchall()][1:]
-    require_columns(path, present, REQUIRED_COLUMNS[spec.table])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE raw_{spec.table} AS SELECT * FROM raw_frame")  # noqa: S608
+    finally:
+        con.unregister("raw_frame")
+    present = text.header
     for column in OPTIONAL_COLUMNS[spec.table]:
         if column not in present:
             con.execute(f"ALTER TABLE raw_{spec.table} ADD COLUMN {column} VARCHAR")
@@ -334,14 +337,19 @@ def stage_table(con: duckdb.DuckDBPyConnection, table: str, source: Source) -> S
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE parsed_{table} AS SELECT *, {parsed} FROM raw_{table}"  # noqa: S608
     )
-    checks = " UNION ALL ".join(
+    # A damaged record is rejected whole; the rules judge only the records read intact.
+    damaged = (
+        f"SELECT _row, 'record' AS column_name, {PROBLEM} AS reason, {RECORD} AS raw_value, "  # noqa: S608
+        f"'{REJECT}' AS action FROM parsed_{table} WHERE {PROBLEM} IS NOT NULL"
+    )
+    checks = " UNION ALL ".join([damaged, *(
         f"SELECT _row, '{rule.column}' AS column_name, {rule.reason} AS reason, "  # noqa: S608
         f"CAST({rule.column} AS VARCHAR) AS raw_value, '{rule.action}' AS action "
-        f"FROM parsed_{table} WHERE {rule.when}"
+        f"FROM parsed_{table} WHERE ({rule.when}) AND {PROBLEM} IS NULL"
         for rule in spec.rules
-    )
+    )])
     con.execute(f"CREATE OR REPLACE TEMP TABLE issues_{table} AS {checks}")
-    extras = ", ".join(["_row", *spec.known, *spec.parsed])
+    extras = ", ".join([ROW, PROBLEM, RECORD, *spec.known, *spec.parsed])
     output = ", ".join(f"{expr} AS {name}" for name, expr in spec.output.items())
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE staged_{table} AS "  # noqa: S608
@@ -382,11 +390,12 @@ def _counts(con: duckdb.DuckDBPyConnection, table: str, file: str) -> StageResul
     read, loaded = con.execute(
         f"SELECT (SELECT count(*) FROM raw_{table}), (SELECT count(*) FROM staged_{table})"  # noqa: S608
     ).fetchall()[0]
-    rejected, dropped = con.execute(
+    rejected, dropped, flagged = con.execute(
         f"SELECT count(DISTINCT _row) FILTER (WHERE action = '{REJECT}'), "  # noqa: S608
-        f"count(*) FILTER (WHERE action = '{DROP}') FROM issues_{table}"
+        f"count(*) FILTER (WHERE action = '{DROP}'), "
+        f"count(DISTINCT _row) FILTER (WHERE action = '{FLAG}') FROM issues_{table}"
     ).fetchall()[0]
-    return StageResult(table, file, read, loaded, rejected, dropped)
+    return StageResult(table, file, read, loaded, rejected, dropped, rows_flagged=flagged)
 
 
 def stage_source_tables(con: duckdb.DuckDBPyConnection, source: Source) -> list[StageResult]:

@@ -2,7 +2,10 @@
 
 DuckDB lets one process write a database file; while it does, no other process can open the
 file at all. So writers keep their connection for one unit of work, readers open read-only,
-and both retry with jitter when the file is locked instead of failing the nightly run.
+and both retry with jitter when the file is locked instead of failing the nightly run. A
+wait says so in one line that names the process holding the lock (DuckDB's error carries its
+PID), and ends after ``lock_timeout_s`` with a ``ResourceError`` naming the file and the PID.
+A full disk, a read-only file system or a missing permission ends in one line too.
 
 Every instant in the warehouse is a naive UTC ``TIMESTAMP``; connections run with the
 ``TimeZone`` setting of the source so that naive source timestamps parse as local time.
@@ -11,16 +14,21 @@ Every instant in the warehouse is a naive UTC ``TIMESTAMP``; connections run wit
 from __future__ import annotations
 
 import random
+import re
+import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
 
-from features.errors import DataError
+from features.errors import DataError, ResourceError, disk_fault
 
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
+# DuckDB: 'Conflicting lock is held in /usr/bin/python3.11 (PID 15066)'
+LOCK_HOLDER = re.compile(r"held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
+DEFAULT_LOCK_TIMEOUT_S = 60.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -58,6 +66,33 @@ class WarehouseMissing(DataError):
     """Nothing has been written to the warehouse yet."""
 
 
+def lock_holder(message: str) -> str:
+    """``PID n (its command line)`` of the process a DuckDB lock error names, as well as known."""
+    found = LOCK_HOLDER.search(message)
+    if not found:
+        return "another process"
+    pid, command = int(found["pid"]), found["exe"]
+    with suppress(Exception):  # gone, or not ours to inspect: keep DuckDB's words
+        import psutil
+
+        command = " ".join(psutil.Process(pid).cmdline()) or command
+    command = " ".join(command.split())  # one line, whatever the arguments hold
+    if len(command) > 90:
+        command = command[:89] + "…"
+    return f"PID {pid} ({command})"
+
+
+def _raise_disk_fault(exc: BaseException, what: str) -> None:
+    """Raise the one-line ResourceError when ``exc`` is a full or read-only disk."""
+    fault = disk_fault(exc, what)
+    if fault is not None:
+        raise fault from None
+
+
+def _say(message: str) -> None:
+    print(f"failcast: {message}", file=sys.stderr, flush=True)
+
+
 class Warehouse:
     """A DuckDB database file, opened briefly for each unit of work."""
 
@@ -68,13 +103,15 @@ class Warehouse:
         timezone: str = "UTC",
         threads: int | None = None,
         memory_limit: str | None = None,
-        lock_timeout_s: float = 120.0,
+        lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+        on_wait: Callable[[str], None] = _say,
     ) -> None:
         self.path = Path(path)
         self.timezone = timezone
         self.threads = threads
         self.memory_limit = memory_limit
         self.lock_timeout_s = lock_timeout_s
+        self.on_wait = on_wait
 
     def __repr__(self) -> str:
         return f"Warehouse({str(self.path)!r})"
@@ -86,14 +123,26 @@ class Warehouse:
         if self.memory_limit:
             config["memory_limit"] = self.memory_limit
         deadline = time.monotonic() + self.lock_timeout_s
-        delay = 0.05
+        delay, said = 0.05, False
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only, config=config)
                 break
             except duckdb.Error as exc:
-                if not any(m in str(exc) for m in LOCK_MARKERS) or time.monotonic() > deadline:
+                message = str(exc)
+                if not any(m in message for m in LOCK_MARKERS):
+                    _raise_disk_fault(exc, f"the warehouse {self.path}")
                     raise
+                holder = lock_holder(message)
+                if time.monotonic() > deadline:
+                    raise ResourceError(
+                        f"the warehouse {self.path} is still locked by {holder} after "
+                        f"{self.lock_timeout_s:g} s: let that process finish or stop it, or wait "
+                        "longer with [engine] lock_timeout_s (FAILCAST_LOCK_TIMEOUT_S)") from None
+                if not said:
+                    self.on_wait(f"the warehouse {self.path} is locked by {holder}; waiting up "
+                                 f"to {self.lock_timeout_s:g} s for it")
+                    said = True
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
         con.execute("SET TimeZone = ?", [self.timezone])
@@ -115,13 +164,25 @@ class Warehouse:
     @contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """The single read-write connection, held for one unit of work only."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        what = f"the warehouse {self.path}"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _raise_disk_fault(exc, what)
+            raise
         con = self._connect(read_only=False)
         try:
             con.execute(SCHEMA)
             yield con
+        except duckdb.Error as exc:
+            _raise_disk_fault(exc, what)
+            raise
         finally:
-            con.close()
+            try:
+                con.close()
+            except duckdb.Error as exc:  # the last checkpoint writes too
+                _raise_disk_fault(exc, what)
+                raise
 
 
 @contextmanager

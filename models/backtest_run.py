@@ -136,14 +136,13 @@ def _tick(progress_bar, done: int, total: int) -> None:
 
 
 def write_scores(scores: pl.DataFrame, out: Path) -> None:
-    """Parquet or CSV, by the file's extension, written whole or not at all."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
+    """Parquet or CSV (spreadsheet-safe), by the file's extension, written whole or not at all."""
+    from models.publish import write_atomically
+    from models.spreadsheet import write_safe_csv
+
     suffix = out.suffix.lower()
-    if suffix == ".parquet":
-        scores.write_parquet(partial)
-    elif suffix == ".csv":
-        scores.write_csv(partial)
-    else:
+    if suffix not in (".parquet", ".csv"):
         raise UsageError(f"--out must end in .parquet or .csv, got {out.name}")
-    partial.replace(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write = scores.write_parquet if suffix == ".parquet" else (lambda p: write_safe_csv(scores, p))
+    write_atomically(out, write, what="the backtest file")

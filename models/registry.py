@@ -17,6 +17,7 @@ import polars as pl
 from features.errors import DataError
 from models.calibration import Calibrator
 from models.model import FailureModel
+from models.spreadsheet import neutralise_formulas
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -95,7 +96,7 @@ class ModelRegistry:
                              "split": model.split.to_dict() if model.split else None},
                             "features.json")
             for name, frame in tables.items():
-                mlflow.log_text(frame.write_csv(), f"tables/{name}.csv")
+                mlflow.log_text(neutralise_formulas(frame).write_csv(), f"tables/{name}.csv")
             for path in plots.values():
                 mlflow.log_artifact(str(path), "plots")
             example = sample.select(model.features).head(5).to_pandas()
@@ -161,5 +162,5 @@ class ModelRegistry:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})
             mlflow.set_tags(tags)
-            mlflow.log_text(table.write_csv(), "backtest_metrics.csv")
+            mlflow.log_text(neutralise_formulas(table).write_csv(), "backtest_metrics.csv")
         return run.info.run_id, experiment_id

@@ -75,11 +75,16 @@ def render_change_review(
     drift: pl.DataFrame | None = None,
     mlflow_url: str | None = None,
     feeds: list | None = None,
+    unscored_changes: list[dict] | None = None,
 ) -> str:
     """The HTML page for one as-of day's published scores.
 
     ``feeds`` (``features.feeds.FeedStatus``) are the source's watermarks at the cutoff; with
-    the rows' ``data_status`` they make the banner that opens the page."""
+    the rows' ``data_status`` they make the banner that opens the page. ``unscored_changes``
+    are the window's changes on systems without a score that day
+    (``models.scoring.change_entries``): unknown, not yet or no longer in service. They are
+    listed with the others, their reason saying why.
+    """
     info = {row["system_id"]: row for row in systems.iter_rows(named=True)}
     rows = []
     for row in scores.sort("rank").iter_rows(named=True):
@@ -100,6 +105,10 @@ def render_change_review(
                             "system_data_notes": row.get("data_notes"),
                             "action_css": _css(change["action"]), "factors": row["factors"][:3],
                             "similar": row["similar"][:1]})
+    for change in unscored_changes or []:
+        changes.append({**change, "system_name": None, "system_risk": None, "system_tier": None,
+                        "system_data_status": "ok", "system_data_notes": None,
+                        "action_css": _css(change["action"]), "factors": [], "similar": []})
     changes.sort(key=lambda c: ({"defer": 0, "extra review": 1}.get(c["action"], 2),
                                 c["scheduled_start"] or ""))
     first = scores.row(0, named=True) if scores.height else {}

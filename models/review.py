@@ -3,8 +3,10 @@
 ``review_change`` finds the change, the as-of day whose label window holds its start, and the
 published risk of its system for that day, and returns a ``ChangeReview``: the decision
 (``models.decisions``), every reason in words, and what a reviewer reads beside it (the
-system's reasons, similar incidents, the model that scored it). ``failcast review-change``
-only formats it; the same function serves any other caller.
+system's reasons, similar incidents, the model that scored it). A change on a system that is
+unknown, out of service on the change's day or never scored gets at least extra review with
+that fact as its reason (``score`` is then None). ``failcast review-change`` only formats it;
+the same function serves any other caller.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import duckdb
 from features.errors import DataError
 from features.trading_time import TradingCalendar
 from features.warehouse import table_exists
-from models.decisions import recommend
+from models.decisions import decide, service_gap
 from models.scoring import PUBLISHED
 
 
@@ -28,7 +30,7 @@ class ChangeReview:
     as_of: dt.date
     action: str
     reasons: list[str]
-    score: dict
+    score: dict | None  # None: the system has no published risk that day
     systems_scored: int
     raised_after_cutoff: bool
     factors: list[dict] = field(default_factory=list)
@@ -43,27 +45,41 @@ def review_change(con: duckdb.DuckDBPyConnection, calendar: TradingCalendar,
         raise DataError(f"unknown change {change_id!r}: it is not in changes.csv "
                         "(or has not been ingested yet)")
     change = found.row(0, named=True)
-    as_of = calendar.as_of_for_instant(change["scheduled_start"].replace(tzinfo=dt.UTC))
+    start = change["scheduled_start"].replace(tzinfo=dt.UTC)
+    as_of = calendar.as_of_for_instant(start)
     published = table_exists(con, PUBLISHED)
     score = con.sql(f"SELECT * FROM {PUBLISHED} WHERE as_of = ? AND system_id = ?",  # noqa: S608
                     params=[as_of, change["system_id"]]).pl() if published else None
-    if score is None or score.is_empty():
+    row = None if score is None or score.is_empty() else score.row(0, named=True)
+    inventory = con.sql("SELECT active_from, active_to FROM systems WHERE system_id = ?",
+                        params=[change["system_id"]]).pl()
+    system = inventory.row(0, named=True) if inventory.height else None
+    day = start.astimezone(calendar.tz).date()
+    gap = service_gap(change["system_id"], system, day, as_of, scored=row is not None)
+    if row is None and _in_service(system, as_of) and _in_service(system, day):
+        # The system should have a score that day: the day is not published (yet).
         raise DataError(
             f"no published risk for {change['system_id']} as of {as_of}, the day whose window "
             f"holds {change_id}: run `failcast nightly --date {as_of}`")
     systems = con.execute(f"SELECT count(*) FROM {PUBLISHED} WHERE as_of = ?",  # noqa: S608
-                          [as_of]).fetchall()[0][0]
-    row = score.row(0, named=True)
-    action, reason = recommend(row["tier"], change["risk_level"], row.get("data_status"),
-                               row.get("data_notes"))
+                          [as_of]).fetchall()[0][0] if published else 0
+    action, reasons = decide(row["tier"] if row else None, change["risk_level"], gap,
+                             row.get("data_status") if row else "ok",
+                             row.get("data_notes") if row else None)
     return ChangeReview(
         change=change,
         as_of=as_of,
         action=action,
-        reasons=[reason],
+        reasons=reasons,
         score=row,
         systems_scored=systems,
         raised_after_cutoff=change["created_at"] >= calendar.cutoff_utc(as_of),
-        factors=json.loads(row["top_factors"] or "[]"),
-        similar=json.loads(row["similar_incidents"] or "[]"),
+        factors=json.loads(row["top_factors"] or "[]") if row else [],
+        similar=json.loads(row["similar_incidents"] or "[]") if row else [],
     )
+
+
+def _in_service(system: dict | None, day: dt.date) -> bool:
+    return system is not None and (
+        (system["active_from"] is None or system["active_from"] <= day)
+        and (system["active_to"] is None or day <= system["active_to"]))

@@ -20,7 +20,7 @@ from features.errors import DataError
 from features.trading_time import TradingCalendar
 from features.warehouse import transaction
 from models.dataset import read_features
-from models.decisions import recommend, tier_of
+from models.decisions import decide, service_gap, tier_of
 from models.explain import top_factors
 from models.model import FailureModel
 from models.registry import RegisteredModel
@@ -49,11 +49,12 @@ ADDED_COLUMNS = (("data_status", "VARCHAR"), ("data_notes", "VARCHAR"))
 STAGING, PUBLISHED = "scores_staging", "risk_scores"
 
 WINDOW_CHANGES = """
-SELECT change_id, system_id, scheduled_start, scheduled_end, change_type, risk_level, status,
-       description, created_at
-FROM changes
-WHERE created_at < ? AND scheduled_start > ? AND scheduled_start <= ?
-ORDER BY scheduled_start, change_id
+SELECT c.change_id, c.system_id, c.scheduled_start, c.scheduled_end, c.change_type,
+       c.risk_level, c.status, c.description, c.created_at,
+       s.system_id IS NOT NULL AS system_known, s.active_from, s.active_to
+FROM changes c LEFT JOIN systems s ON s.system_id = c.system_id
+WHERE c.created_at < ? AND c.scheduled_start > ? AND c.scheduled_start <= ?
+ORDER BY c.scheduled_start, c.change_id
 """
 
 
@@ -76,6 +77,41 @@ def _local(moment: dt.datetime | None, tz: ZoneInfo) -> str | None:
     if moment is None:
         return None
     return moment.replace(tzinfo=dt.UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
+def change_entries(con: duckdb.DuckDBPyConnection, calendar: TradingCalendar, as_of: dt.date,
+                   tier_by_system: dict[str, str],
+                   state_by_system: dict[str, tuple[str, str]] | None = None) -> list[dict]:
+    """Every change of the window of ``as_of`` with its recommended action and reasons.
+
+    ``tier_by_system`` holds the tier of each scored system, ``state_by_system`` its data
+    status and notes. A change whose system is unknown, not in service on the change's day or
+    not scored keeps its place, with at least extra review and that fact as its reason
+    (``models.decisions.decide``); so does one whose system's data is not ``ok``.
+    """
+    tz = ZoneInfo(calendar.timezone)
+    entries = []
+    for change in window_changes(con, calendar, as_of).iter_rows(named=True):
+        system_id = change["system_id"]
+        tier = tier_by_system.get(system_id)
+        day = change["scheduled_start"].replace(tzinfo=dt.UTC).astimezone(tz).date()
+        system = change if change["system_known"] else None
+        gap = service_gap(system_id, system, day, as_of, scored=tier is not None)
+        action, reasons = decide(tier, change["risk_level"], gap,
+                                 *(state_by_system or {}).get(system_id, ("ok", "")))
+        entries.append({
+            "change_id": change["change_id"],
+            "system_id": system_id,
+            "scheduled_start": _local(change["scheduled_start"], tz),
+            "scheduled_end": _local(change["scheduled_end"], tz),
+            "change_type": change["change_type"],
+            "risk_level": change["risk_level"],
+            "status": change["status"],
+            "description": change["description"],
+            "action": action,
+            "action_reason": "; ".join(reasons),
+        })
+    return entries
 
 
 def score_day(
@@ -110,26 +146,11 @@ def score_day(
     factors = top_factors(model, rows, k_factors)
     ranked = model.importance()["feature"].to_list()
     similar = similar_incidents(con, calendar, as_of, rows, ranked, k_similar)
-    tz = ZoneInfo(calendar.timezone)
-    changes = window_changes(con, calendar, as_of)
     tiers = [tier_of(float(r), thresholds) for r in risk]
     tier_by_system = dict(zip(rows["system_id"].to_list(), tiers, strict=True))
     by_system: dict[str, list[dict]] = {}
-    for change in changes.iter_rows(named=True):
-        tier = tier_by_system.get(change["system_id"])
-        action, reason = (recommend(tier, change["risk_level"], *state_by_system[change["system_id"]])
-                          if tier else (None, "system not scored"))
-        by_system.setdefault(change["system_id"], []).append({
-            "change_id": change["change_id"],
-            "scheduled_start": _local(change["scheduled_start"], tz),
-            "scheduled_end": _local(change["scheduled_end"], tz),
-            "change_type": change["change_type"],
-            "risk_level": change["risk_level"],
-            "status": change["status"],
-            "description": change["description"],
-            "action": action,
-            "action_reason": reason,
-        })
+    for entry in change_entries(con, calendar, as_of, tier_by_system, state_by_system):
+        by_system.setdefault(entry.pop("system_id"), []).append(entry)
     scored_at = now or dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
     frame = rows.select("as_of", "target_date", "system_id").with_columns(
         risk=pl.Series(risk, dtype=pl.Float64),

@@ -27,7 +27,9 @@ PUBLICATION_GRACE = dt.timedelta(hours=1)
 
 
 def build_jobs() -> list:
-    partitioned = dict(tags={"dagster/max_runtime": str(3600)})
+    from pipelines.run_health import host_tags
+
+    partitioned = dict(tags={"dagster/max_runtime": str(3600), **host_tags()})
     return [
         dg.define_asset_job(
             "ingest_job", selection=dg.AssetSelection.groups("ingest"),
@@ -44,10 +46,12 @@ def build_jobs() -> list:
             **partitioned),
         dg.define_asset_job(
             "retrain_job", selection=dg.AssetSelection.assets("training_set", "failure_model"),
-            description="Train a model on the labels known today and put it through the gate."),
+            description="Train a model on the labels known today and put it through the gate.",
+            tags=host_tags()),
         dg.define_asset_job(
             "backtest_job", selection=dg.AssetSelection.assets("backtest"),
-            description="Walk-forward backtest on the warehouse, logged to MLflow."),
+            description="Walk-forward backtest on the warehouse, logged to MLflow.",
+            tags=host_tags()),
     ]
 
 

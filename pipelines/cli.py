@@ -108,22 +108,24 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Check a source directory against the input contract; write nothing."""
+    """Check a source directory against the input contract, judging each as-of day as the
+    nightly run does; write nothing. Exit 0 when every day would be accepted, 2 otherwise."""
     from features.source import Source
     from features.source_report import validate_source
 
     settings = _settings(args)
-    report = validate_source(Source.open(settings.source), settings.timezone,
+    report = validate_source(Source.open(settings.source), settings.calendar,
                              settings.quarantine_max_share)
     print(f"source {report.source.root}")
     for table in report.tables:
         if table.file is None:
             print(f"  {table.table:<10} (no {table.table}.csv: optional, treated as empty)")
             continue
+        flagged = f"  {table.rows_flagged:,} kept for review" if table.rows_flagged else ""
         print(
             f"  {table.table:<10} {table.rows_read:>10,} rows  {table.rows_loaded:>10,} usable  "
             f"{table.rows_rejected:>7,} rejected ({table.reject_share:.2%})  "
-            f"{table.values_dropped:>6,} values dropped"
+            f"{table.values_dropped:>6,} values dropped{flagged}"
         )
     m = report.metrics
     if m.rows:
@@ -147,9 +149,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for row in m.problems.iter_rows(named=True):
             print(f"  metrics: {row['reason']} x{row['rows']} (e.g. {Path(row['example_file']).name}"
                   f" row {row['example_row']}: {row['example_value']!r})")
+    limit = f"{report.max_share:.2%}"
+    refused, shown = report.refused_days, 10
+    if refused.height:
+        print(f"days the nightly would refuse (quarantined metric rows above {limit} of the day):")
+        for row in refused.head(shown).iter_rows(named=True):
+            print(f"  {row['as_of']}: {row['rejected']:,} of {row['rows']:,} metric rows "
+                  f"quarantined ({row['share']:.2%})")
+        if refused.height > shown:
+            print(f"  … and {refused.height - shown} more day(s)")
+    for table in report.refused_tables:
+        print(f"every night would be refused: {table.table} has {table.reject_share:.2%} of its "
+              f"rows quarantined (limit {limit})")
     verdict = "usable" if report.usable else "NOT usable"
-    print(f"{verdict}: worst quarantined share {report.worst_share:.2%} "
-          f"(limit {report.max_share:.2%})")
+    days = f"{refused.height} of {report.day_shares.height} day(s) would be refused; " if m.rows else ""
+    print(f"{verdict}: {days}worst quarantined share {report.worst_share:.2%} (limit {limit})")
     return EXIT_OK if report.usable else EXIT_USAGE
 
 
@@ -250,8 +264,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if fallback:
         _say(f"  {len(fallback)} period(s) scored by the recent incident rate: {fallback[0].note}")
     if result.metrics.height:
+        from models.spreadsheet import write_safe_csv
+
         metrics_path = out.with_name(out.stem + "_metrics.csv")
-        result.metrics.write_csv(metrics_path)
+        write_safe_csv(result.metrics, metrics_path)
         _print_metrics(result.metrics)
         _say(f"metrics: {metrics_path}")
         if not args.no_mlflow:
@@ -314,7 +330,9 @@ def cmd_risk(args: argparse.Namespace) -> int:
                 record[key] = json.loads(record[key] or "[]")
         print(json.dumps(records, indent=2, ensure_ascii=False))
     elif args.format == "csv":
-        sys.stdout.write(frame.write_csv())
+        from models.spreadsheet import neutralise_formulas
+
+        sys.stdout.write(neutralise_formulas(frame).write_csv())
     else:
         first = frame.row(0, named=True)
         print(f"risk of an incident on {first['target_date']} (as of {first['as_of']}), "
@@ -361,8 +379,12 @@ def cmd_review_change(args: argparse.Namespace) -> int:
     local = lambda moment: moment.replace(tzinfo=dt.UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment else "?"  # noqa: E731
     print(f"{change['change_id']}  {change['description'] or ''}")
     print(f"  decision   {review.action.upper()}: {'; '.join(review.reasons)}")
-    print(f"  system     {row['system_id']}: risk {row['risk']:.1%} ({row['tier']}), "
-          f"rank {row['rank']} of {review.systems_scored} for {row['target_date']} (as of {review.as_of})")
+    if row is None:
+        print(f"  system     {change['system_id']}: not scored as of {review.as_of}")
+    else:
+        print(f"  system     {row['system_id']}: risk {row['risk']:.1%} ({row['tier']}), "
+              f"rank {row['rank']} of {review.systems_scored} for {row['target_date']} "
+              f"(as of {review.as_of})")
     print(f"  change     {change['change_type'] or 'unspecified'}, risk {change['risk_level'] or 'unstated'}, "
           f"{local(change['scheduled_start'])} to {local(change['scheduled_end'])} {calendar.timezone}")
     if review.raised_after_cutoff:
@@ -375,7 +397,8 @@ def cmd_review_change(args: argparse.Namespace) -> int:
               f"{incident['title'] or ''}")
         print(f"             root cause: {incident['root_cause'] or 'not recorded'}; "
               f"remediation: {incident['remediation'] or 'not recorded'}")
-    print(f"  model      {row['model_name']} v{row['model_version']} (MLflow run {row['mlflow_run_id']})")
+    if row is not None:
+        print(f"  model      {row['model_name']} v{row['model_version']} (MLflow run {row['mlflow_run_id']})")
     return EXIT_CODES[review.action]
 
 

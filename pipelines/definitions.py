@@ -25,6 +25,7 @@ from pipelines.automation import (
 )
 from pipelines.partitions import trading_day_partitions
 from pipelines.resources import build_resources
+from pipelines.run_health import abandoned_runs_sensor
 from pipelines.runner import step_printer
 from pipelines.settings import Settings, load_settings
 
@@ -50,7 +51,8 @@ def build_definitions(settings: Settings, today: dt.date | None = None) -> dg.De
         asset_checks=freshness_checks,
         jobs=build_jobs(),
         schedules=[nightly_schedule(calendar), retrain_schedule(calendar)],
-        sensors=[source_data_sensor(calendar, settings.source), freshness_sensor],
+        sensors=[source_data_sensor(calendar, settings.source), freshness_sensor,
+                 abandoned_runs_sensor],
         resources=build_resources(settings),
         loggers={"steps": step_printer, **dg.default_loggers()},
     )

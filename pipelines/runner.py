@@ -2,7 +2,10 @@
 
 Runs go through a persistent instance (``DAGSTER_HOME``, by default ``<home>/dagster``), so
 ``make ui`` shows every run the CLI made, with its materializations and checks. The console
-shows one line per step instead of Dagster's debug log.
+shows one line per step instead of Dagster's debug log. A step that fails with a problem
+failcast understands (``features.errors``: a locked warehouse, a full disk, bad data) ends the
+command with that problem's one line and exit code; runs an earlier, killed command left
+STARTED are marked failed first (``pipelines.run_health``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from features.errors import EXIT_BUG, EXIT_USAGE, FailcastError
+from features.errors import EXIT_BUG, EXIT_USAGE, FailcastError, ResourceError, disk_fault
+from pipelines.run_health import fail_abandoned_runs, process_tags
 from pipelines.settings import Settings
 
 DAGSTER_YAML = """\
@@ -45,15 +49,40 @@ class RunFailed(FailcastError):
         self.exit_code = exit_code
 
 
+# What SQLite (Dagster's run and event storage) says when it cannot write its file.
+SQLITE_WRITE_FAULTS = ("disk I/O error", "database or disk is full", "readonly database",
+                       "unable to open database file")
+PROBE_BYTES = 1 << 16
+
+
 def ensure_dagster_home(settings: Settings) -> Path:
-    """Point DAGSTER_HOME at the settings' home unless the environment chose one."""
+    """Point DAGSTER_HOME at the settings' home unless the environment chose one, and make sure
+    Dagster can write there (a full or read-only disk is one line, not a SQLAlchemy report)."""
     home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    probe = home / f".failcast-probe-{os.getpid()}"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        config = home / "dagster.yaml"
+        if not config.exists():
+            config.write_text(DAGSTER_YAML)
+        probe.write_bytes(bytes(PROBE_BYTES))
+    except OSError as exc:
+        raise disk_fault(exc, f"the Dagster instance {home}") or exc from None
+    finally:
+        probe.unlink(missing_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def _storage_fault(exc: BaseException, home: Path) -> ResourceError | None:
+    """The one line for Dagster's storage failing to write, or None."""
+    fault = disk_fault(exc, f"the Dagster instance {home}")
+    if fault is None and any(marker in str(exc) for marker in SQLITE_WRITE_FAULTS):
+        cause = next(m for m in SQLITE_WRITE_FAULTS if m in str(exc))
+        fault = ResourceError(f"cannot write the Dagster instance {home} ({cause}): its disk is "
+                              "full or read-only; free space or make it writable, then run the "
+                              "command again")
+    return fault
 
 
 class _StepPrinter(logging.Handler):
@@ -108,7 +137,7 @@ def run_job(
     run_tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Execute ``job_name`` in this process for one as-of day or a range of them."""
-    ensure_dagster_home(settings)
+    home = ensure_dagster_home(settings)
     tags: dict[str, str] = dict(run_tags or {})
     partition_key = None
     if first is not None:
@@ -122,14 +151,25 @@ def run_job(
             }
     config = {**(run_config or {}), "loggers": {"steps": {}}}
     job = defs.resolve_job_def(job_name)
-    with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=partition_key,
-            tags=tags,
-            run_config=config,
-            raise_on_error=False,
-        )
+    try:
+        with dg.DagsterInstance.get() as instance:
+            for run_id in fail_abandoned_runs(instance):
+                print(f"  ! run {run_id} was left STARTED by a process that died: marked failed",
+                      file=sys.stderr, flush=True)
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=partition_key,
+                tags={**tags, **process_tags()},
+                run_config=config,
+                raise_on_error=False,
+            )
+    except FailcastError:
+        raise
+    except Exception as exc:
+        fault = _storage_fault(exc, home)
+        if fault is None:
+            raise
+        raise fault from None
     if not result.success:
         raise run_failure(job_name, result)
     return result

@@ -88,6 +88,13 @@ def _thresholds(value: Any) -> tuple[float, float, float]:
     return numbers  # type: ignore[return-value]
 
 
+def _seconds(value: Any) -> float:
+    number = float(value)
+    if not 0 <= number <= 86_400:
+        raise ValueError(f"must be seconds between 0 and 86400, got {value!r}")
+    return number
+
+
 def _text(value: Any) -> str:
     return str(value)
 
@@ -128,6 +135,8 @@ FIELDS: tuple[Field, ...] = (
           "MLflow tracking URI (default: SQLite under the home directory)"),
     Field("threads", "engine", "threads", _positive_int, "DuckDB threads"),
     Field("memory_limit", "engine", "memory_limit", _text, "DuckDB memory limit"),
+    Field("lock_timeout_s", "engine", "lock_timeout_s", _seconds,
+          "seconds to wait for another process's lock on the warehouse before giving up"),
 )
 _BY_KEY = {(f.section, f.key): f for f in FIELDS}
 
@@ -153,6 +162,7 @@ class Settings:
     mlflow_tracking_uri: str | None = None
     threads: int = 2
     memory_limit: str = "1500MB"
+    lock_timeout_s: float = 60.0
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     # ---------------------------------------------------------------- derived places
@@ -189,7 +199,8 @@ class Settings:
         from features.warehouse import Warehouse
 
         options = {"timezone": self.timezone, "threads": self.threads,
-                   "memory_limit": self.memory_limit, **overrides}
+                   "memory_limit": self.memory_limit, "lock_timeout_s": self.lock_timeout_s,
+                   **overrides}
         return Warehouse(self.warehouse_path, **options)
 
     def registry(self):

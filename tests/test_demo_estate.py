@@ -8,6 +8,7 @@ import polars as pl
 from features.demo_estate.generate import generate_estate
 from features.source import Source
 from features.source_report import validate_source
+from features.trading_time import TradingCalendar
 from tests.conftest import TINY
 
 
@@ -27,7 +28,7 @@ def test_same_seed_same_estate_other_seed_other_estate(tiny_estate, tmp_path):
 
 
 def test_estate_meets_the_contract(tiny_estate):
-    report = validate_source(Source.open(tiny_estate), "Asia/Shanghai", 0.01)
+    report = validate_source(Source.open(tiny_estate), TradingCalendar("XSHG", "Asia/Shanghai"), 0.01)
     assert report.usable and report.worst_share == 0
 
 

@@ -30,11 +30,15 @@ def published(small_estate, tmp_path_factory):
     shutil.copytree(small_estate, source)
     with (source / "systems.csv").open("a") as handle:
         handle.write(f'"{HOSTILE_SYSTEM.replace(chr(34), chr(34) * 2)}",hostile,trading,ops,1,,2020-01-01,,SH-DC1,appliance\n')
+        handle.write("OLD-1,retired box,trading,ops,2,,2020-01-01,2025-01-31,SH-DC1,appliance\n")
     with (source / "incidents.csv").open("a") as handle:
         handle.write(f'X1,"{HOSTILE_SYSTEM.replace(chr(34), chr(34) * 2)}",2025-08-20T10:00:00,,2,Software,"{SCRIPT}","{SCRIPT}",fixed\n')
     with (source / "changes.csv").open("a") as handle:
         handle.write(f'CX1,"{HOSTILE_SYSTEM.replace(chr(34), chr(34) * 2)}",2025-08-28T10:00:00,,'
                      f'2025-08-20T10:00:00,release,high,approved,"<img src=x onerror=alert(1)>"\n')
+        handle.write("CX2,OLD-1,2025-08-28T11:00:00,,2025-08-20T10:00:00,release,low,approved,"
+                     "decommission\nCX3,GHOST-9,2025-08-28T12:00:00,,2025-08-20T10:00:00,config,"
+                     "low,approved,new box\n")
     os.environ["DAGSTER_HOME"] = str(root / "dagster")
     settings = load_settings(source, root / "home", env={})
     defs = build_definitions(settings, today=dt.date(2025, 9, 1))
@@ -80,6 +84,9 @@ def test_report_and_files_are_published_with_inputs_escaped(published):
     folder = settings.published_dir / "2025-08-28"
     html = (folder / "change_review.html").read_text()
     assert "CX1" in html  # every change in the window is on the page
+    # ... also on a retired system and on one the inventory does not know (issue 13)
+    assert "CX2" in html and "system OLD-1 is out of service since 2025-02-01" in html
+    assert "CX3" in html and "system GHOST-9 is not in the inventory" in html
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert "O&#39;Brien&#34;1" in html
     assert pl.read_parquet(folder / "risk_scores.parquet").height == table(settings, D1).height
@@ -130,7 +137,7 @@ def test_a_blocked_night_does_not_publish(published, tmp_path):
     shutil.copytree(settings.source, broken)
     with (broken / "changes.csv").open("a") as handle:
         for n in range(200):
-            handle.write(f"BAD{n},NOBODY,2025-08-29T20:00:00,,,,,,\n")
+            handle.write(f"BAD{n},NET-02,the 29th at 8pm,,,,,,\n")
     bad = settings.with_values(source=broken)
     defs = build_definitions(bad, today=dt.date(2025, 9, 1))
     before = {day: table(settings, day) for day in (D1, D2)}
@@ -140,7 +147,8 @@ def test_a_blocked_night_does_not_publish(published, tmp_path):
         assert table(settings, day).equals(rows)
     with settings.warehouse().reader() as con:
         blocked = con.execute("SELECT count(*) FROM quarantine WHERE table_name = 'changes' "
-                              "AND reason = 'unknown system_id'").fetchall()[0][0]
+                              "AND reason = 'scheduled_start is not an ISO-8601 timestamp'"
+                              ).fetchall()[0][0]
     assert blocked == 200
 
 

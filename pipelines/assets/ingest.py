@@ -138,6 +138,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list:
                     "rows_read": r.rows_read,
                     "rows_rejected": r.rows_rejected,
                     "values_dropped": r.values_dropped,
+                    "rows_kept_for_review": r.rows_flagged,
                     "quarantine": markdown_table(examples[r.table]),
                 },
             )

@@ -1,8 +1,10 @@
-"""Publish assets: score the day (staged), publish the table, write the CAB's files.
+"""Publish assets: score the day (staged), write the CAB's files, publish the table.
 
 Write, audit, publish: ``scored_systems`` stages the day and its blocking checks look at it;
-only when they pass does ``risk_scores`` replace the day in the published table, and
-``change_review`` write the files. A bad night leaves yesterday's publication as it was.
+only when they pass does ``change_review`` write the files from the staged day, and then
+``risk_scores`` replace the day in the published table, the publication point. Files first:
+a run killed between the two leaves the table as it was (a rerun completes it), never a day
+the table serves without its page. A bad night leaves yesterday's publication as it was.
 """
 
 import json
@@ -18,7 +20,14 @@ from features.ingest import newest_sample
 from models.drift import MIN_CURRENT_ROWS, drift_table
 from models.registry import CHAMPION
 from models.report import render_change_review
-from models.scoring import publish_day, read_scores, score_day, stage_day
+from models.scoring import (
+    STAGING,
+    change_entries,
+    publish_day,
+    read_scores,
+    score_day,
+    stage_day,
+)
 from pipelines.assets.ingest import partition_dates
 from pipelines.metadata import markdown_table
 from pipelines.mlflow_resource import MlflowResource
@@ -184,8 +193,11 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
     @dg.asset(
         **common,
         kinds={"duckdb"},
-        deps=["scored_systems"],
-        description="The published table risk_scores: the checked day replaces that day, atomically.",
+        deps=["change_review"],
+        description=(
+            "The published table risk_scores: the checked day replaces that day, atomically, "
+            "after its files are in place (the publication point)."
+        ),
     )
     def risk_scores(context: dg.AssetExecutionContext, failcast: FailcastResource) -> dg.MaterializeResult:
         settings = failcast.settings
@@ -200,10 +212,11 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
     @dg.asset(
         **common,
         kinds={"html", "parquet"},
-        deps=["risk_scores"],
+        deps=["scored_systems"],
         description=(
-            "Files for the CAB under published/<target_date>/: risk_scores.parquet and .csv, and "
-            "change_review.html with every scheduled change and its recommended action."
+            "Files for the CAB under published/<target_date>/, written from the checked day "
+            "before the table: risk_scores.parquet and .csv, and change_review.html with every "
+            "scheduled change (also on systems out of service) and its recommended action."
         ),
     )
     def change_review(context: dg.AssetExecutionContext, failcast: FailcastResource,
@@ -218,11 +231,15 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
         with settings.warehouse().reader() as con:
             systems = con.sql("SELECT system_id, name, category, owner FROM systems").pl()
             for as_of in calendar.sessions(first, last):
-                scores = read_scores(con, "risk_scores", as_of)
+                scores = read_scores(con, STAGING, as_of)
                 drift = con.sql("SELECT feature, psi, status FROM feature_drift WHERE as_of = ?",
                                 params=[as_of]).pl()
                 window = calendar.label_window(as_of)
                 run = scores["mlflow_run_id"][0]
+                tiers = dict(zip(scores["system_id"].to_list(), scores["tier"].to_list(),
+                                 strict=True))
+                unscored = [e for e in change_entries(con, calendar, as_of, tiers)
+                            if e["system_id"] not in tiers]
                 html = render_change_review(
                     scores, systems, cutoff=window.start.strftime("%Y-%m-%d %H:%M"),
                     target_cutoff=window.end.strftime("%Y-%m-%d %H:%M"),
@@ -230,12 +247,14 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
                     mlflow_url=registry.run_url(run, registry.experiment_id()),
                     feeds=feed_status(con, calendar, as_of, settings.max_feed_age_days,
                                       newest_in_source=lambda since, before: newest_sample(
-                                          con, failcast.source_files(), since, before)))
+                                          con, failcast.source_files(), since, before)),
+                    unscored_changes=unscored)
                 files = publish_files(settings.published_dir, scores, html)
                 written.append(files["html"])
-                for changes in scores["scheduled_changes"].to_list():
-                    for change in json.loads(changes or "[]"):
-                        actions[change["action"]] = actions.get(change["action"], 0) + 1
+                scored = [c for cs in scores["scheduled_changes"].to_list()
+                          for c in json.loads(cs or "[]")]
+                for change in scored + unscored:
+                    actions[change["action"]] = actions.get(change["action"], 0) + 1
         return dg.MaterializeResult(metadata={
             "report": dg.MetadataValue.path(str(written[-1])),
             "reports_written": len(written),
@@ -244,4 +263,4 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
                 schema={"action": pl.String, "changes": pl.Int64})),
         })
 
-    return [scored_systems, risk_scores, change_review]
+    return [scored_systems, change_review, risk_scores]
