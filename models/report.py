@@ -12,6 +12,7 @@ import json
 import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from models import reasons
 from models.decisions import ACTIONS, TIERS
 
 TIER_COLORS = {"low": "#4caf6a", "elevated": "#e0b400", "high": "#e07b00", "critical": "#c62828"}
@@ -93,6 +94,7 @@ def render_change_review(
             **row,
             "name": meta.get("name"), "category": meta.get("category"), "owner": meta.get("owner"),
             "factors": json.loads(row["top_factors"] or "[]"),
+            "reasons": reasons.lines(json.loads(row["top_factors"] or "[]")),
             "similar": json.loads(row["similar_incidents"] or "[]"),
             "changes": json.loads(row["scheduled_changes"] or "[]"),
         })
@@ -103,12 +105,12 @@ def render_change_review(
                             "system_risk": row["risk"], "system_tier": row["tier"],
                             "system_data_status": row.get("data_status"),
                             "system_data_notes": row.get("data_notes"),
-                            "action_css": _css(change["action"]), "factors": row["factors"][:3],
+                            "action_css": _css(change["action"]), "reasons": row["reasons"][:3],
                             "similar": row["similar"][:1]})
     for change in unscored_changes or []:
         changes.append({**change, "system_name": None, "system_risk": None, "system_tier": None,
                         "system_data_status": "ok", "system_data_notes": None,
-                        "action_css": _css(change["action"]), "factors": [], "similar": []})
+                        "action_css": _css(change["action"]), "reasons": [], "similar": []})
     changes.sort(key=lambda c: ({"defer": 0, "extra review": 1}.get(c["action"], 2),
                                 c["scheduled_start"] or ""))
     first = scores.row(0, named=True) if scores.height else {}
@@ -123,6 +125,7 @@ def render_change_review(
         "actions": [{"name": a, "css": _css(a), "count": sum(1 for c in changes if c["action"] == a)}
                     for a in action_names],
         "histogram": _histogram([r["risk"] for r in rows], thresholds),
+        "shared": reasons.estate_effects([r["factors"] for r in rows]),
         "changes": changes,
         "riskiest": rows[:RISKIEST],
         "drifted": (drift.filter(pl.col("status") == "heavy").to_dicts()

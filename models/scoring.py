@@ -21,7 +21,7 @@ from features.trading_time import TradingCalendar
 from features.warehouse import transaction
 from models.dataset import read_features
 from models.decisions import decide, service_gap, tier_of
-from models.explain import top_factors
+from models.explain import explain_day
 from models.model import FailureModel
 from models.registry import RegisteredModel
 from models.similar import similar_incidents
@@ -143,9 +143,8 @@ def score_day(
     ).with_columns(pl.col("data_status").fill_null("ok"), pl.col("data_notes").fill_null(""))
     state_by_system = {s: (st, nt) for s, st, nt in states.iter_rows()}
     risk = np.clip(model.predict(rows), 0.0, 1.0)
-    factors = top_factors(model, rows, k_factors)
-    ranked = model.importance()["feature"].to_list()
-    similar = similar_incidents(con, calendar, as_of, rows, ranked, k_similar)
+    factors = explain_day(con, calendar, as_of, model, rows, k_factors)
+    similar = similar_incidents(con, calendar, as_of, rows, factors, k_similar)
     tiers = [tier_of(float(r), thresholds) for r in risk]
     tier_by_system = dict(zip(rows["system_id"].to_list(), tiers, strict=True))
     by_system: dict[str, list[dict]] = {}

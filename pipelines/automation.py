@@ -49,8 +49,14 @@ def build_jobs() -> list:
             description="Train a model on the labels known today and put it through the gate.",
             tags=host_tags()),
         dg.define_asset_job(
-            "backtest_job", selection=dg.AssetSelection.assets("backtest"),
-            description="Walk-forward backtest on the warehouse, logged to MLflow.",
+            "backtest_job", selection=dg.AssetSelection.assets("backtest", "backtest_track_record"),
+            description="Walk-forward backtest on the warehouse, logged to MLflow, and the track "
+                        "record it would have earned.",
+            tags=host_tags()),
+        dg.define_asset_job(
+            "track_record_job", selection=dg.AssetSelection.assets("track_record"),
+            description="The published forecasts against what happened: forecast_outcomes and "
+                        "the track-record page.",
             tags=host_tags()),
     ]
 

@@ -307,21 +307,13 @@ def cmd_risk(args: argparse.Namespace) -> int:
 
     import polars as pl
 
+    from models.published import published_risk
+    from models.reasons import lines
+
     settings = _settings(args)
     with settings.warehouse().reader() as con:
-        if not _has_scores(con):
-            raise UsageError("nothing published yet: run `failcast demo` or the nightly job")
-        day = args.date or con.execute("SELECT max(target_date) FROM risk_scores").fetchall()[0][0]
-        where, params = "target_date = ?", [day]
-        if args.system:
-            where, params = where + " AND system_id = ?", [*params, args.system]
-        frame = con.sql(f"SELECT * FROM risk_scores WHERE {where} ORDER BY rank",  # noqa: S608
-                        params=params).pl()
-        if frame.is_empty():
-            latest = con.execute("SELECT max(target_date) FROM risk_scores").fetchall()[0][0]
-            what = f"system {args.system} on " if args.system else ""
-            raise UsageError(f"no published scores for {what}target date {day} "
-                             f"(latest published target date: {latest})")
+        day = published_risk(con, settings.calendar, args.date, args.system)
+    frame = day.scores
     if args.format == "json":
         records = frame.with_columns(frame["as_of"].cast(str), frame["target_date"].cast(str),
                                      frame["scored_at"].cast(str)).to_dicts()
@@ -335,8 +327,11 @@ def cmd_risk(args: argparse.Namespace) -> int:
         sys.stdout.write(neutralise_formulas(frame).write_csv())
     else:
         first = frame.row(0, named=True)
-        print(f"risk of an incident on {first['target_date']} (as of {first['as_of']}), "
+        print(f"risk of an incident {day.window}, for target day {day.target_date}; "
               f"model {first['model_name']} v{first['model_version']}")
+        if day.shared["reasons"]:
+            print(f"for every system: {'; '.join(day.shared['reasons'])} "
+                  f"(odds x{day.shared['odds']:.1f} on average)")
         flagged = frame.filter(pl.col("data_status").fill_null("not judged") != "ok")
         if flagged.height:
             print(f"data: {flagged.height} of {frame.height} systems' data is not ok; their risk "
@@ -344,12 +339,12 @@ def cmd_risk(args: argparse.Namespace) -> int:
         print(f"{'rank':>4}  {'system':<14} {'risk':>7}  {'tier':<9} {'data':<12} {'changes':>7}  "
               "main reasons")
         for row in frame.head(args.limit).iter_rows(named=True):
-            factors = json.loads(row["top_factors"] or "[]")[:2]
-            reasons = "; ".join(f"{f['direction']}: {f['description']}" for f in factors)
+            said = "; ".join(f"{'+' if r['contribution'] > 0 else '-'} {r['text']}"
+                             for r in lines(json.loads(row["top_factors"] or "[]"))[:2])
             changes = len(json.loads(row["scheduled_changes"] or "[]"))
             data = row["data_status"] or "not judged"
             print(f"{row['rank']:>4}  {row['system_id']:<14} {row['risk']:>7.2%}  {row['tier']:<9} "
-                  f"{data:<12} {changes:>7}  {reasons}")
+                  f"{data:<12} {changes:>7}  {said}")
             if data != "ok" and row["data_notes"]:
                 print(f"{'':>36}{row['data_notes']}")
         if frame.height > args.limit:
@@ -357,17 +352,12 @@ def cmd_risk(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _has_scores(con) -> bool:
-    from features.warehouse import table_exists
-
-    return table_exists(con, "risk_scores")
-
-
 def cmd_review_change(args: argparse.Namespace) -> int:
     """Approve, extra review or defer a change, from its system's published risk.
 
     Exit code 0 approve, 10 extra review, 20 defer, 2 usage or data error."""
     from models.decisions import EXIT_CODES
+    from models.reasons import estate_effects, lines
     from models.review import review_change
 
     settings = _settings(args)
@@ -389,17 +379,52 @@ def cmd_review_change(args: argparse.Namespace) -> int:
           f"{local(change['scheduled_start'])} to {local(change['scheduled_end'])} {calendar.timezone}")
     if review.raised_after_cutoff:
         print("  note       raised after the cutoff: the published risk did not know about it")
-    for factor in review.factors:
-        value = "" if factor["value"] is None else f" = {factor['value']}"
-        print(f"  reason     {factor['direction']} risk: {factor['description']}{value}")
+    for line in lines(review.factors):
+        print(f"  reason     {line['direction']} risk: {line['text']}")
+    shared = estate_effects([review.factors])["reasons"]
+    if shared:
+        print(f"  tonight    for every system: {'; '.join(shared)}")
     for incident in review.similar[:3]:
-        print(f"  similar    {incident['incident_id']} ({incident['system_id']}, {incident['opened_at']}): "
+        print(f"  similar    {incident['incident_id']} ({incident.get('match') or incident['opened_at']}): "
               f"{incident['title'] or ''}")
         print(f"             root cause: {incident['root_cause'] or 'not recorded'}; "
               f"remediation: {incident['remediation'] or 'not recorded'}")
     if row is not None:
         print(f"  model      {row['model_name']} v{row['model_version']} (MLflow run {row['mlflow_run_id']})")
     return EXIT_CODES[review.action]
+
+
+def cmd_track_record(args: argparse.Namespace) -> int:
+    """Foreseen vs missed: every score against what happened in its window, from the published
+    scores (each as it was published; refreshes the forecast_outcomes table) or, with
+    --backtest FILE, from a backtest's scores (labelled as a backtest). Writes an HTML page and
+    CSV files."""
+    from models import track_record as tr
+
+    settings = _settings(args)
+    if args.start and args.end and args.end < args.start:
+        raise UsageError(f"--end {args.end} is before --start {args.start}")
+    options = {"max_severity": settings.max_severity, "thresholds": settings.tier_thresholds,
+               "watch_list": args.watch_list or settings.watch_list_size}
+    if args.backtest:
+        path = Path(args.backtest).resolve()
+        record, outcomes = tr.backtest_record(path, settings.source, settings.calendar,
+                                              first=args.start, last=args.end, **options)
+        folder, prefix = Path(args.out).resolve() if args.out else path.parent, f"{path.stem}_track_record"
+    else:
+        with settings.warehouse().reader() as con:
+            scores = tr.published_scores(con, args.start, args.end)
+            record, outcomes = tr.track_record(
+                con, settings.calendar, scores, known_through=tr.data_through(con), kind="published",
+                label=f"risk_scores in {settings.warehouse_path}", **options)
+        with settings.warehouse().writer() as con:
+            tr.save_outcomes(con, outcomes)
+        folder = Path(args.out).resolve() if args.out else settings.published_dir / "track-record"
+        prefix = "track_record"
+    files = tr.write_report(folder, prefix, record, outcomes)
+    print("\n".join(tr.in_words(record)))
+    _say(f"wrote {files['html']}, {files['csv'].name} and {files['outcomes'].name}")
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -413,30 +438,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     home = Path(args.home).resolve() if args.home else Path(os.environ.get("FAILCAST_HOME") or default_home())
     source = home / "demo"
     if args.fresh or not (source / "systems.csv").exists():
-        _say(f"[1/5] generating the demo estate in {source}")
+        _say(f"[1/6] generating the demo estate in {source}")
         generate_estate(source, systems=DEMO_SYSTEMS, start=DEMO_START, end=DEMO_END, seed=7,
                         minutes_per_sample=15, metrics=12, overwrite=True)
     else:
-        _say(f"[1/5] using the demo estate in {source} (--fresh regenerates it)")
+        _say(f"[1/6] using the demo estate in {source} (--fresh regenerates it)")
     settings = _settings(argparse.Namespace(source=str(source), home=str(home)))
     calendar = settings.calendar
     sessions = calendar.sessions(settings.start or DEMO_START, DEMO_END)
     history, today = sessions[:-1], sessions[-1]
     defs = build_definitions(settings)
-    _say(f"[2/5] ingest and features for {history[0]}..{history[-1]} ({len(history)} trading days, "
+    _say(f"[2/6] ingest and features for {history[0]}..{history[-1]} ({len(history)} trading days, "
          "one single-run backfill)")
     run_job(defs, "features_job", settings, history[0], history[-1])
-    _say(f"[3/5] train as of {today} (MLflow, champion gate)")
+    _say(f"[3/6] train as of {today} (MLflow, champion gate)")
     run_job(defs, "retrain_job", settings,
             run_config={"ops": {"training_set": {"config": {"as_of": today.isoformat()}}}})
-    _say("[4/5] walk-forward backtest of the last 120 trading days")
+    _say("[4/6] walk-forward backtest of the last 120 trading days, and its track record")
     run_job(defs, "backtest_job", settings)
-    _say(f"[5/5] nightly run for as-of {today}: ingest, features, score, publish")
+    _say(f"[5/6] nightly run for as-of {today}: ingest, features, score, publish")
     run_job(defs, "nightly_job", settings, today, today)
+    _say("[6/6] track record of the published nights")
+    run_job(defs, "track_record_job", settings)
     target = calendar.next_session(today)
     report = settings.published_dir / str(target) / "change_review.html"
     _say(f"done in {time.perf_counter() - started:.0f} s")
     _say(f"  CAB report:  {report}")
+    _say(f"  track record of the backtest: {settings.home / 'backtest' / 'backtest_track_record.html'}"
+         "   (published nights: failcast track-record)")
     _say(f"  risk table:  failcast risk --date {target}   (or `failcast review-change <CHANGE_ID>`)")
     _say("  Dagster UI:  make ui         -> http://127.0.0.1:3000")
     _say("  MLflow UI:   make mlflow-ui  -> http://127.0.0.1:5000")
@@ -544,6 +573,18 @@ def build_parser() -> argparse.ArgumentParser:
             "approve (exit 0), extra review (10) or defer (20) a scheduled change")
     where(p)
     p.add_argument("change_id", help="the change's id in changes.csv")
+
+    p = add("track-record", cmd_track_record,
+            "foreseen vs missed: published scores (or a backtest's) against what happened")
+    where(p)
+    p.add_argument("--start", type=_date, help="first as-of day (default: the first scored)")
+    p.add_argument("--end", type=_date, help="last as-of day (default: the last scored)")
+    p.add_argument("--backtest", metavar="FILE",
+                   help="a backtest's scores (failcast backtest --out FILE) instead of the published ones")
+    p.add_argument("--watch-list", type=_positive,
+                   help="systems on the watch list each night (default: [risk] watch_list_size, 10)")
+    p.add_argument("--out", help="folder for the page and CSVs (default: <home>/published/track-record, "
+                                 "or beside the backtest file)")
 
     p = add("ingest", cmd_ingest, "load the source into the warehouse (one day or a range)")
     where(p)

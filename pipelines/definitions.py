@@ -16,6 +16,7 @@ from pipelines.assets.features import build_feature_assets
 from pipelines.assets.ingest import build_ingest_assets
 from pipelines.assets.model import model_assets
 from pipelines.assets.publish import build_publish_assets
+from pipelines.assets.track_record import track_record_assets
 from pipelines.automation import (
     build_jobs,
     nightly_schedule,
@@ -47,6 +48,7 @@ def build_definitions(settings: Settings, today: dt.date | None = None) -> dg.De
             *build_feature_assets(partitions),
             *model_assets,
             *build_publish_assets(partitions),
+            *track_record_assets,
         ],
         asset_checks=freshness_checks,
         jobs=build_jobs(),

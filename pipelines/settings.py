@@ -131,6 +131,8 @@ FIELDS: tuple[Field, ...] = (
     Field("model_name", "model", "name", _text, "registered model name in MLflow"),
     Field("tier_thresholds", "risk", "tier_thresholds", _thresholds,
           "risk at which a system becomes elevated, high, critical"),
+    Field("watch_list_size", "risk", "watch_list_size", _positive_int,
+          "systems on the CAB's watch list each night (the track record counts them as foreseen)"),
     Field("mlflow_tracking_uri", "mlflow", "tracking_uri", _optional_text,
           "MLflow tracking URI (default: SQLite under the home directory)"),
     Field("threads", "engine", "threads", _positive_int, "DuckDB threads"),
@@ -159,6 +161,7 @@ class Settings:
     holdout_days: int = 40
     model_name: str = "failcast-risk"
     tier_thresholds: tuple[float, float, float] = (0.05, 0.15, 0.35)
+    watch_list_size: int = 10
     mlflow_tracking_uri: str | None = None
     threads: int = 2
     memory_limit: str = "1500MB"

@@ -38,6 +38,8 @@ def test_asset_graph_snapshot(defs):
         "scored_systems": ("publish", "DailyPartitionsDefinition"),
         "risk_scores": ("publish", "DailyPartitionsDefinition"),
         "change_review": ("publish", "DailyPartitionsDefinition"),
+        "track_record": ("track_record", None),
+        "backtest_track_record": ("track_record", None),
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert ("metrics", "quarantine_share_within_limit") in checks
@@ -61,7 +63,7 @@ def test_risk_scores_freshness_is_due_after_the_nightly_in_the_local_timezone(de
 
 def test_jobs_schedules_and_sensor(defs):
     assert {j.name for j in defs.jobs} >= {"ingest_job", "features_job", "nightly_job",
-                                           "retrain_job", "backtest_job"}
+                                           "retrain_job", "backtest_job", "track_record_job"}
     nightly = defs.resolve_schedule_def("nightly_schedule")
     assert nightly.cron_schedule == "30 18 * * *"
     assert nightly.execution_timezone == "Asia/Shanghai"

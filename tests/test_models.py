@@ -11,7 +11,6 @@ from models.calibration import Calibrator
 from models.decisions import APPROVE, DEFER, EXIT_CODES, REVIEW, recommend, tier_of
 from models.drift import psi
 from models.evaluate import beats, budget_metrics, compare
-from models.explain import describe
 from models.model import FailureModel, NotEnoughData, TimeSplit, TrainConfig
 
 
@@ -102,12 +101,6 @@ def test_actions_follow_the_documented_matrix():
     assert recommend("critical", None)[0] == DEFER  # unstated risk counts as medium
     assert "taken as medium" in recommend("elevated", None)[1]
     assert EXIT_CODES == {APPROVE: 0, REVIEW: 10, DEFER: 20}
-
-
-def test_feature_names_in_words():
-    assert describe("disk_pct__days_to_limit") == "days until disk_pct reaches 100% at its current trend"
-    assert describe("inc_7d") == "incidents in the last 7 days"
-    assert describe("peer_cluster_inc_30d") == "incidents per system sharing its cluster in the last 30 days"
 
 
 def test_psi_is_small_for_the_same_distribution_and_large_for_a_shift():

@@ -7,6 +7,7 @@ import shutil
 
 import polars as pl
 import pytest
+from markupsafe import escape
 
 from features.ingest import load_source_tables
 from features.source import Source
@@ -69,7 +70,7 @@ def test_every_active_system_is_scored_exactly_once(published):
     first = scores.row(0, named=True)
     assert first["model_version"] and first["mlflow_run_id"]
     factors = json.loads(first["top_factors"])
-    assert factors and {"feature", "value", "contribution", "description"} <= set(factors[0])
+    assert factors and {"feature", "value", "contribution", "text", "scope"} <= set(factors[0])
 
 
 def test_rerun_gives_identical_rows(published):
@@ -88,6 +89,11 @@ def test_report_and_files_are_published_with_inputs_escaped(published):
     assert "CX2" in html and "system OLD-1 is out of service since 2025-02-01" in html
     assert "CX3" in html and "system GHOST-9 is not in the inventory" in html
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    rows = html.split("Riskiest systems")[1]
+    assert "calendar days" not in rows and "after a long break" not in rows  # said once, above
+    similar = [i for cell in table(settings, D1)["similar_incidents"] for i in json.loads(cell)]
+    assert similar and all(i["match"].endswith(i["opened_at"][:10]) for i in similar)
+    assert any(str(escape(i["match"])) in rows for i in similar)  # each says why, in a few words
     assert "O&#39;Brien&#34;1" in html
     assert pl.read_parquet(folder / "risk_scores.parquet").height == table(settings, D1).height
     assert pl.read_csv(folder / "risk_scores.csv").height == table(settings, D1).height
@@ -156,7 +162,8 @@ def test_risk_command_formats(published, capsys):
     settings, _ = published
     args = ["--source", str(settings.source), "--home", str(settings.home)]
     assert main(["risk", *args, "--date", "2025-08-28"]) == 0
-    assert "risk of an incident on 2025-08-28" in capsys.readouterr().out
+    assert ("risk of an incident between the cutoff of 2025-08-27 18:00 and the cutoff of "
+            "2025-08-28 18:00 Asia/Shanghai (1 day)") in capsys.readouterr().out
     assert main(["risk", *args, "--date", "2025-08-28", "--format", "json"]) == 0
     records = json.loads(capsys.readouterr().out)
     assert isinstance(records[0]["top_factors"], list)
