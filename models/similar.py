@@ -86,7 +86,9 @@ def similar_incidents(
     text = _text_match(candidates, [reasons.MECHANISMS[n] for n in names])
     weights = _mechanism_weights(factors, names)
     signal_features = _signal_features(factors, today.columns)
-    profiles = _profiles(con, candidates, sorted({f for fs in signal_features for f, _ in fs}))
+    wanted = sorted({f for fs in signal_features for f, _ in fs})
+    profiles = _profiles(con, candidates, wanted)
+    estates = {f: np.sort(today[f].cast(pl.Float64).drop_nulls().drop_nans().to_numpy()) for f in wanted}
 
     tz = ZoneInfo(calendar.timezone)
     records = candidates.to_dicts()
@@ -95,16 +97,16 @@ def similar_incidents(
     out: list[list[dict]] = []
     for start in range(0, today.height, ROWS_PER_BLOCK):
         block = range(start, min(start + ROWS_PER_BLOCK, today.height))
-        per_mechanism = weights[block.start:block.stop, :, None] * text[None, :, :]  # rows, m, n
-        mechanism = per_mechanism.sum(axis=1)
-        signal = np.vstack([_signal(today, row, signal_features[row], profiles) for row in block])
+        mechanism = weights[block.start:block.stop] @ text
+        signal = np.vstack([_signal(today, row, signal_features[row], profiles, estates)
+                            for row in block])
         score = (WEIGHTS["mechanism"] * mechanism + WEIGHTS["signal"] * signal
                  + WEIGHTS["place"] * place[block.start:block.stop])
         for offset, row in enumerate(block):
             picked = []
             for j in _diverse(score[offset], recency, categories, k):
                 c = records[j]
-                strongest = int(np.argmax(per_mechanism[offset, :, j]))
+                strongest = int(np.argmax(weights[row] * text[:, j]))
                 named = names[strongest] if text[strongest, j] >= NAMED_MATCH and \
                     weights[row, strongest] > 0 else None
                 opened = c["opened_at"].replace(tzinfo=dt.UTC).astimezone(tz)
@@ -237,7 +239,7 @@ def _profiles(con: duckdb.DuckDBPyConnection, candidates: pl.DataFrame,
 
 
 def _signal(today: pl.DataFrame, row: int, features: list[tuple[str, float]],
-            profiles: pl.DataFrame) -> np.ndarray:
+            profiles: pl.DataFrame, estates: dict[str, np.ndarray]) -> np.ndarray:
     """How much each candidate's system showed the row's signal before it failed, in [0, 1].
 
     A value is placed in tonight's estate distribution of the feature (its percentile); the
@@ -246,7 +248,7 @@ def _signal(today: pl.DataFrame, row: int, features: list[tuple[str, float]],
     agreement = np.zeros(profiles.height)
     total = sum(c for _, c in features)
     for feature, contribution in features:
-        estate = np.sort(today[feature].cast(pl.Float64).drop_nulls().drop_nans().to_numpy())
+        estate = estates[feature]  # tonight's values of the feature, sorted
         mine = today[feature][row]
         if mine is None or not len(estate) or np.isnan(mine):
             continue
