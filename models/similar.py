@@ -79,9 +79,7 @@ def similar_incidents(
         return [[] for _ in range(today.height)]
 
     systems = con.sql("SELECT system_id, category, depends_on FROM systems").pl()
-    place, place_kind = _place(today.select("system_id").join(systems, on="system_id", how="left",
-                                                              maintain_order="left"),
-                               systems, candidates)
+    info = today.select("system_id").join(systems, on="system_id", how="left", maintain_order="left")
     names = list(reasons.MECHANISMS)
     text = _text_match(candidates, [reasons.MECHANISMS[n] for n in names])
     weights = _mechanism_weights(factors, names)
@@ -98,10 +96,11 @@ def similar_incidents(
     for start in range(0, today.height, ROWS_PER_BLOCK):
         block = range(start, min(start + ROWS_PER_BLOCK, today.height))
         mechanism = weights[block.start:block.stop] @ text
+        place, place_kind = _place(info.slice(block.start, len(block)), systems, candidates)
         signal = np.vstack([_signal(today, row, signal_features[row], profiles, estates)
                             for row in block])
         score = (WEIGHTS["mechanism"] * mechanism + WEIGHTS["signal"] * signal
-                 + WEIGHTS["place"] * place[block.start:block.stop])
+                 + WEIGHTS["place"] * place)
         for offset, row in enumerate(block):
             picked = []
             for j in _diverse(score[offset], recency, categories, k):
@@ -110,7 +109,7 @@ def similar_incidents(
                 named = names[strongest] if text[strongest, j] >= NAMED_MATCH and \
                     weights[row, strongest] > 0 else None
                 opened = c["opened_at"].replace(tzinfo=dt.UTC).astimezone(tz)
-                why = [_place_words(int(place_kind[row, j]), c["system_id"]), named,
+                why = [_place_words(int(place_kind[offset, j]), c["system_id"]), named,
                        opened.strftime("%Y-%m-%d")]
                 picked.append({
                     "incident_id": c["incident_id"],
@@ -170,7 +169,7 @@ def _place(info: pl.DataFrame, systems: pl.DataFrame, candidates: pl.DataFrame,
 
 def _place_words(kind: int, other: str) -> str:
     if kind < 0:
-        return other
+        return f"on {other}"
     name = PLACES[kind][0]
     return name if kind == 0 else f"{name} ({other})"
 

@@ -52,8 +52,8 @@ def test_an_incident_of_the_same_mechanism_ranks_above_a_newer_different_one(lib
     first, second = shown[0]
     assert (first["incident_id"], second["incident_id"]) == ("DISK", "FEED")
     assert first["similarity"] > second["similarity"]
-    assert first["match"] == "C, disk filling, 2025-06-03"  # elsewhere in the estate, same mechanism
-    assert second["match"] == "C, 2025-06-04"
+    assert first["match"] == "on C, disk filling, 2025-06-03"  # elsewhere in the estate, same mechanism
+    assert second["match"] == "on C, 2025-06-04"
     assert first["root_cause"].startswith("Log rotation") and first["remediation"]
     assert "LATER" not in {s["incident_id"] for row in shown for s in row}  # opened after the cutoff
 
