@@ -19,6 +19,7 @@ import duckdb
 import polars as pl
 
 from features.case_features import case_features
+from features.change_actions import change_actions, with_signal_interactions
 from features.change_features import change_features
 from features.errors import DataError
 from features.metric_features import LOOKBACK_SESSIONS, metric_features
@@ -165,7 +166,7 @@ def build_features(
     try:
         con.execute(FEATURE_BASE)
         base = con.sql(INVENTORY, params=[LONG_BREAK_DAYS, LONG_BREAK_DAYS]).pl()
-        parts = [*case_features(con), *change_features(con)]
+        parts = [*case_features(con), *change_features(con), change_actions(con)]
         numeric = con.sql(NUMERIC_ATTRIBUTES).pl() if _extra_columns(con) else pl.DataFrame()
         if table_exists(con, "metric_day_stats"):
             parts.append(metric_features(con, first, last, lookback))
@@ -179,6 +180,7 @@ def build_features(
     for part in parts:
         if part.width > 2 and part.height:
             frame = frame.join(part, on=["system_id", "as_of"], how="left")
+    frame = with_signal_interactions(frame)
     zero = [c for c in ZERO_WHEN_MISSING if c in frame.columns]
     frame = frame.with_columns(pl.col(zero).fill_null(0))
     features = [c for c in frame.columns if c not in KEYS]

@@ -101,7 +101,9 @@ class TradingCalendar:
         cal = xcals.get_calendar(exchange, start=start.isoformat(), end=end.isoformat())
         sessions = {ts.date() for ts in cal.sessions}
         closes = {ts.date(): close.to_pydatetime() for ts, close in cal.closes.items()}
+        opens = {ts.date(): moment.to_pydatetime() for ts, moment in cal.opens.items()}
         self._regular_close = (cal.close_times[-1][1], ZoneInfo(str(cal.tz)))
+        self._regular_open = (cal.open_times[0][1], ZoneInfo(str(cal.tz)))
 
         overrides = dict(overrides or {})
         first, last = start, end
@@ -116,6 +118,7 @@ class TradingCalendar:
         self.overrides = overrides
         self._sessions = np.array(sorted(sessions), dtype="datetime64[D]")
         self._closes = closes
+        self._opens = opens
 
     # ----------------------------------------------------------------- range and lookup
     def __repr__(self) -> str:
@@ -228,6 +231,23 @@ class TradingCalendar:
             return cutoff - ALWAYS_OPEN_AFTER_CLOSE
         return close
 
+    def target_open(self, as_of: dt.date | str) -> dt.datetime:
+        """When trading starts on the target day of ``as_of``: the exchange's open, inside the
+        label window. A site that never closes is in session the whole window, so its open is
+        the window's start (the cutoff of ``as_of``), as it is when the exchange's open does not
+        fall inside the window (an exchange far from the configured timezone)."""
+        as_of = self.check(as_of)
+        start = self.cutoff(as_of)
+        if self.always_open:
+            return start
+        target = self.next_session(as_of)
+        moment = self._opens.get(target)
+        if moment is None:
+            open_time, exchange_tz = self._regular_open
+            moment = dt.datetime.combine(target, open_time, tzinfo=exchange_tz)
+        moment = moment.astimezone(self.tz)
+        return moment if start < moment <= self.cutoff(target) else start
+
     def as_of_for_instant(self, instant: dt.datetime) -> dt.date:
         """The as-of session whose label window ``(cutoff(d), cutoff(next)]`` holds ``instant``."""
         local = instant.astimezone(self.tz) if instant.tzinfo else instant.replace(tzinfo=self.tz)
@@ -241,8 +261,8 @@ class TradingCalendar:
         """One row per as-of session in ``[start, end]`` with every bound the SQL needs.
 
         Columns: as_of, target_date, previous_session, cutoff_utc, previous_cutoff_utc,
-        target_cutoff_utc, after_close_utc (all instants naive UTC), days_to_target,
-        days_since_previous.
+        target_cutoff_utc, after_close_utc, target_open_utc (all instants naive UTC),
+        days_to_target, days_since_previous.
         """
         rows = []
         for d in self.sessions(start, end):
@@ -256,6 +276,7 @@ class TradingCalendar:
                     "previous_cutoff_utc": self.cutoff_utc(prev),
                     "target_cutoff_utc": self.cutoff_utc(nxt),
                     "after_close_utc": to_utc_naive(self.after_close_start(d)),
+                    "target_open_utc": to_utc_naive(self.target_open(d)),
                     "days_to_target": (nxt - d).days,
                     "days_since_previous": (d - prev).days,
                 }
@@ -268,6 +289,7 @@ class TradingCalendar:
             "previous_cutoff_utc": pl.Datetime("us"),
             "target_cutoff_utc": pl.Datetime("us"),
             "after_close_utc": pl.Datetime("us"),
+            "target_open_utc": pl.Datetime("us"),
             "days_to_target": pl.Int32,
             "days_since_previous": pl.Int32,
         }

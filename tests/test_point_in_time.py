@@ -111,6 +111,7 @@ def test_data_just_before_the_cutoff_moves_features(estate, before, tmp_path):
     assert now["days_since_incident"] < 0.01
     assert now["chg_window_high"] == was["chg_window_high"] + 1
     assert now["chg_window_short_notice"] == was["chg_window_short_notice"] + 1
+    assert now["act_upgrade_window"] == was["act_upgrade_window"] + 1
     assert now["cpu_pct__max"] == 99999 and was["cpu_pct__max"] < 100
     assert now["cpu_pct__last"] == 99999
     others = before.filter(pl.col("system_id") != system)

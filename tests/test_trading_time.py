@@ -29,6 +29,16 @@ def test_window_spans_a_multi_day_holiday(xshg):
     assert xshg.session_table("2025-01-27", "2025-01-27")["days_to_target"][0] == 9
 
 
+def test_target_open_is_the_exchanges_open_inside_the_window(xshg):
+    assert xshg.target_open("2025-06-06") == dt.datetime(2025, 6, 9, 9, 30, tzinfo=SH)  # Monday
+    always = TradingCalendar("24/7", "Asia/Shanghai")
+    assert always.target_open("2025-06-06") == always.cutoff("2025-06-06")  # never closes
+    far = TradingCalendar("XNYS", "Asia/Shanghai")  # New York opens after Shanghai's cutoff
+    assert far.target_open("2025-06-05") == far.cutoff("2025-06-05")
+    assert xshg.session_table("2025-06-06", "2025-06-06")["target_open_utc"][0] == \
+        dt.datetime(2025, 6, 9, 1, 30)
+
+
 def test_instant_at_the_cutoff_belongs_to_the_window_that_ends_there(xshg):
     cutoff = xshg.cutoff("2025-06-10")
     assert xshg.label_window("2025-06-09").contains(cutoff)
