@@ -14,6 +14,8 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
+from features.warehouse import quote_ident
+
 HISTORY = """
 SELECT b.system_id, b.as_of,
     count(i.incident_id) FILTER (WHERE i.opened_at >= b.cutoff_utc - INTERVAL 1 DAY) AS inc_1d,
@@ -145,6 +147,39 @@ LEFT JOIN group_incidents g ON g.as_of = b.as_of AND g.attribute = a.attribute A
 """
 
 
+PEER_COUNTS = ("inc_1d", "inc_7d", "inc_30d")
+# Wide peer features (``peer_<attribute>_inc_<n>d``), pivoted in DuckDB one slice per attribute
+# joined on the keys, so the long table (rows x attributes x 3) never reaches Python.
+PEERS_WIDE = """
+SELECT k.system_id, k.as_of, {columns}
+FROM (SELECT DISTINCT system_id, as_of FROM peers_long) k
+{joins}
+"""
+PEER_SLICE = ("LEFT JOIN (SELECT system_id, as_of, {counts} FROM peers_long "
+              "WHERE attribute = ? GROUP BY system_id, as_of) a{number} USING (system_id, as_of)")
+
+
+def _peers_wide(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
+    con.execute(f"CREATE OR REPLACE TEMP TABLE peers_long AS {PEERS}")
+    try:
+        attributes = [a for (a,) in con.execute(
+            "SELECT DISTINCT attribute FROM peers_long ORDER BY attribute").fetchall()]
+        if not attributes:
+            return None
+        names = {(a, n): f"peer_{a}_{n}" for a in attributes for n in PEER_COUNTS}
+        columns = ", ".join(f"a{i}.peer_{n} AS {quote_ident(names[a, n])}"
+                            for a, n in sorted(names, key=names.get)
+                            for i in [attributes.index(a)])
+        joins = "\n".join(PEER_SLICE.format(
+            number=i, counts=", ".join(f"any_value(peer_{n}) AS peer_{n}" for n in PEER_COUNTS))
+            for i in range(len(attributes)))
+        # Attribute names come from the data: they reach SQL as parameters and quoted identifiers.
+        return con.sql(PEERS_WIDE.format(columns=columns, joins=joins),  # noqa: S608
+                       params=attributes).pl()
+    finally:
+        con.execute("DROP TABLE IF EXISTS peers_long")
+
+
 def case_features(con: duckdb.DuckDBPyConnection) -> list[pl.DataFrame]:
     """Frames keyed by (system_id, as_of), to be joined onto ``feature_base``."""
     history = con.sql(HISTORY).pl()
@@ -157,13 +192,8 @@ def case_features(con: duckdb.DuckDBPyConnection) -> list[pl.DataFrame]:
     recurrence = con.sql(RECURRENCE).pl()
     upstream = con.sql(UPSTREAM).pl()
     con.execute(PEER_ATTRIBUTES)
-    peers_long = con.sql(PEERS).pl()
     frames = [history, recency, recurrence, upstream]
-    if peers_long.height:
-        peers = peers_long.unpivot(
-            index=["system_id", "as_of", "attribute"], on=["peer_inc_1d", "peer_inc_7d", "peer_inc_30d"]
-        ).with_columns(feature=pl.lit("peer_") + pl.col("attribute") + "_" + pl.col("variable").str.slice(5))
-        wide = peers.pivot(on="feature", index=["system_id", "as_of"], values="value",
-                           aggregate_function="first")
-        frames.append(wide.select("system_id", "as_of", *sorted(wide.columns[2:])))
+    peers = _peers_wide(con)
+    if peers is not None:
+        frames.append(peers)
     return frames
