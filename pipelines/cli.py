@@ -78,6 +78,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
         metric_sessions=args.metric_days,
+        profile=args.profile,
     )
     _say(
         f"wrote {summary.out}: {summary.systems} systems, {summary.sessions} trading days "
@@ -523,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timezone", default="Asia/Shanghai", help="local timezone of the estate")
     p.add_argument("--metric-days", type=_positive,
                    help="write metrics for the last N trading days only (the rest: case library)")
+    p.add_argument("--profile", default="demo",
+                   help="mix and strength of the failure mechanisms: demo (default), change-heavy, "
+                        "faint-precursors or maintenance-driven (docs/model.md)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing estate in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

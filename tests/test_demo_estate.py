@@ -74,3 +74,28 @@ def test_firm_scale_day_has_28_8_million_rows(tmp_path):
                               progress=False)
     expected = 1000 * 20 * 1440
     assert abs(summary.metric_rows - expected) / expected < 0.01  # gaps and drops are rare
+
+
+def test_profiles_change_the_mix_and_the_operations_rhythm(tiny_estate, tmp_path):
+    import pytest
+
+    from features.errors import UsageError
+
+    def changes(root):
+        return pl.read_csv(root / "changes.csv")["change_type"].value_counts()
+
+    def count(frame, kind):
+        found = frame.filter(pl.col("change_type") == kind)
+        return found["count"][0] if found.height else 0
+
+    demo = changes(tiny_estate)
+    heavy = generate_estate(tmp_path / "heavy", progress=False, profile="change-heavy", **TINY)
+    assert count(changes(heavy.out), "release") > 2 * count(demo, "release")
+    ops = generate_estate(tmp_path / "ops", progress=False, profile="maintenance-driven", **TINY)
+    assert count(changes(ops.out), "restart") > count(demo, "restart")
+    pools = pl.read_csv(ops.out / "incidents.csv")["title"].str.contains("pool (exhausted|saturated)")
+    assert pools.any()  # a mechanism the demo estate does not have
+    assert not pl.read_csv(tiny_estate / "incidents.csv")["title"].str.contains("pool").any()
+    assert "profile maintenance-driven" in (ops.out / "failcast.toml").read_text()
+    with pytest.raises(UsageError, match="change-heavy"):
+        generate_estate(tmp_path / "none", progress=False, profile="nonesuch", **TINY)

@@ -109,6 +109,7 @@ MECHANISMS: dict[str, tuple[str, tuple[float, float, float, float]]] = {
     "reopen": ("Operations", (0.06, 0.24, 0.40, 0.30)),
     "cascade": ("Dependency", (0.02, 0.15, 0.43, 0.40)),
     "hardware": ("Hardware", (0.05, 0.20, 0.40, 0.35)),
+    "exhaustion": ("Application", (0.04, 0.21, 0.45, 0.30)),
     "random": ("", (0.02, 0.10, 0.33, 0.55)),
 }
 RANDOM_CATEGORIES = ("Hardware", "Network", "Software", "Human Error", "Vendor", "Data", "Security")
@@ -212,6 +213,14 @@ TEXTS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("{sys} node overheated and shut down",
          "Failed fan in chassis; inlet temperature alarms not routed to on-call",
          "Fan replaced, temperature alarms routed to NOC"),
+    ),
+    "exhaustion": (
+        ("{sys} connection pool exhausted, new sessions refused",
+         "Connections opened on error paths were never returned; the pool filled over days",
+         "Restarted {name}, fixed the connection leak, alert on the connection-count trend"),
+        ("{sys} thread pool saturated, requests queued until timeout",
+         "Worker threads blocked on a downstream call without timeout and were never released",
+         "Rolling restart, timeouts on downstream calls, thread-count alert at 80% of the pool"),
     ),
     "random": (
         ("{sys} service stopped unexpectedly",

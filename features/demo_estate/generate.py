@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from features.demo_estate.catalog import METRICS
 from features.demo_estate.metrics import MetricModel
+from features.demo_estate.profiles import profile as estate_profile
 from features.demo_estate.simulate import MINUTES, EstateSimulator
 from features.errors import UsageError
 from features.trading_time import TradingCalendar, parse_cutoff
@@ -47,6 +48,7 @@ def generate_estate(
     overwrite: bool = False,
     progress: bool = True,
     metric_sessions: int | None = None,
+    profile: str = "demo",
 ) -> EstateSummary:
     """Simulate the as-of sessions ``start..end`` and write them under ``out``.
 
@@ -54,9 +56,11 @@ def generate_estate(
     of the last, so each session's metric partition is a whole window; the case library and
     the change calendar hold what was known at that last cutoff. ``metric_sessions`` writes
     metrics for the last N sessions only (a long case library with a few days of fine
-    metrics, as the benchmarks use).
+    metrics, as the benchmarks use). ``profile`` names the mix and strength of the failure
+    mechanisms (``features.demo_estate.profiles``; ``demo`` by default).
     """
     out = Path(out)
+    mechanisms = estate_profile(profile)
     if not 1 <= metrics <= len(METRICS):
         raise UsageError(f"metrics must be between 1 and {len(METRICS)}, got {metrics}")
     if end < start:
@@ -74,7 +78,7 @@ def generate_estate(
         first_fine = sessions[max(0, len(sessions) - metric_sessions)]
         metrics_from = calendar.cutoff(calendar.previous_session(first_fine)).replace(tzinfo=None)
 
-    simulator = EstateSimulator(systems, t0.date(), t1.date(), calendar, seed)
+    simulator = EstateSimulator(systems, t0.date(), t1.date(), calendar, seed, mechanisms)
     model = MetricModel(simulator.inventory, METRICS[:metrics], minutes_per_sample, seed)
     days = (t1.date() - t0.date()).days + 1
     rows = 0
@@ -102,7 +106,7 @@ def generate_estate(
     _write_csv(out / "changes.csv", changes)
     (out / "failcast.toml").write_text(
         f"{MARKER}: {systems} systems, {metrics} metrics every {minutes_per_sample} min, "
-        f"seed {seed}.\n"
+        f"seed {seed}{'' if mechanisms.name == 'demo' else f', profile {mechanisms.name}'}.\n"
         "[time]\n"
         f'timezone = "{timezone}"\n'
         f'exchange = "{exchange}"\n'

@@ -97,6 +97,8 @@ class MetricModel:
         storm_from = state.storm_from[:, None]
         storm = ((grid[None, :] >= storm_from) & (grid[None, :] < storm_from + 150) & (storm_from >= 0))
         pressure = np.clip((mem - 75.0) / 25.0, 0, 1) ** 2
+        # Connection-pool fill (a mechanism some profiles switch on): more connections and threads.
+        pool = state.pool[:, None] if state.pool is not None else 0.0
 
         def noise(scale: float = 1.0) -> np.ndarray:
             return rng.standard_normal((n, t), dtype=np.float32) * scale
@@ -113,13 +115,14 @@ class MetricModel:
             "throughput": lambda: p["tp"][:, None] * load / degr ** 0.3 * np.exp(noise(0.05)),
             "queue_depth": lambda: p["queue"][:, None] * load * degr ** 2 * np.exp(noise(0.2))
             * (1 + 5 * storm),
-            "conn_count": lambda: p["conn"][:, None] * (0.3 + load) * np.exp(noise(0.03)),
+            "conn_count": lambda: p["conn"][:, None] * (0.3 + load) * np.exp(noise(0.03))
+            * (1 + 1.5 * pool),
             "gc_pause_ms": lambda: p["gc"][:, None] * (1 + 8 * pressure) * np.exp(noise(0.25)),
             "io_wait_pct": lambda: np.clip(p["io"][:, None] + 3 * load + 9 * hw + noise(0.6), 0, 100),
             "net_in_mbps": lambda: p["net"][:, None] * (0.1 + load) * np.exp(noise(0.1)),
             "net_out_mbps": lambda: p["net"][:, None] * 0.7 * (0.1 + load) * np.exp(noise(0.1)),
             "thread_count": lambda: p["threads"][:, None] * (0.6 + 0.4 * load) * (1 + pressure)
-            + noise(3),
+            * (1 + 0.8 * pool) + noise(3),
             "heap_pct": lambda: np.clip(mem + 4 + noise(1.5), 0, 100),
             "swap_pct": lambda: np.clip(3 * np.maximum(mem - 80, 0) + noise(0.3), 0, 100),
             "tcp_retrans_pct": lambda: np.abs(p["retrans"][:, None] * (1 + degr - 1) + 1.5 * hw

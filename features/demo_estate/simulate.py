@@ -10,9 +10,12 @@ Failures come from mechanisms with genuine precursors in the data a model will s
 - change: changes fail by their risk level and type, inside the change window.
 - reopen: trading-facing systems fail more on the first session after a long break.
 - cascade: a serious incident spreads to systems that depend on the failed one.
+- exhaustion (off in the demo): connection pools fill over days until a restart empties them.
 
 and from causes with no precursor at all (``random``), so a model can learn some, not all.
-Everything is drawn from one seeded generator, in a fixed order: same seed, same estate.
+Their mix and strength, and the operations team's rhythm, come from a ``Profile``
+(``features.demo_estate.profiles``). Everything is drawn from one seeded generator, in a fixed
+order: same seed and profile, same estate.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from features.demo_estate.catalog import (
     RANDOM_CATEGORIES,
     TEXTS,
 )
+from features.demo_estate.profiles import Profile, profile
 from features.trading_time import LONG_BREAK_DAYS, TradingCalendar
 
 MINUTES = 1440
@@ -92,6 +96,7 @@ class DayState:
     hardware: np.ndarray  # bool: a hardware fault is developing
     gaps: list[tuple[int, int, int]] = field(default_factory=list)  # (system, from, to) minutes
     resend: tuple[int, int, int] | None = None  # a collector re-sent (system, from, to)
+    pool: np.ndarray | None = None  # connection-pool fill 0..1 (None: the mechanism is off)
 
 
 class EstateSimulator:
@@ -104,10 +109,12 @@ class EstateSimulator:
         end: dt.date,
         calendar: TradingCalendar,
         seed: int = 7,
+        mechanisms: str | Profile = "demo",
     ) -> None:
         if n_systems < 1:
             raise ValueError("an estate needs at least one system")
         self.start, self.end, self.calendar = start, end, calendar
+        self.profile = profile(mechanisms)
         self.rng = np.random.default_rng(seed)
         self.inventory = self._build_inventory(n_systems)
         self.incidents: list[Incident] = []
@@ -185,11 +192,11 @@ class EstateSimulator:
     def _init_state(self) -> None:
         rng, n = self.rng, len(self.inventory)
         kinds = [KINDS[k] for k in self.inventory.kinds]
-        growth = np.array([k.disk_growth for k in kinds])
+        growth = np.array([k.disk_growth for k in kinds]) * self.profile.disk_growth
         self.disk_rate = growth * rng.lognormal(0.0, 0.6, n) * np.where(rng.random(n) < 0.15, 3, 1)
         self.disk_floor = rng.uniform(25, 50, n)
         self.disk = rng.uniform(self.disk_floor, 85)
-        self.leaky = rng.random(n) < np.array([k.leak_prone for k in kinds])
+        self.leaky = rng.random(n) < np.array([k.leak_prone for k in kinds]) * self.profile.leak_prone
         self.leak_rate = np.where(self.leaky, rng.uniform(0.8, 3.0, n), 0.0)
         self.mem_base = rng.uniform(35, 60, n)
         self.leak = np.where(self.leaky, rng.uniform(0, 25, n), 0.0)
@@ -201,6 +208,9 @@ class EstateSimulator:
         tier_hazard = np.array([0.0035, 0.0045, 0.0055, 0.006])[self.inventory.tiers - 1]
         self.base_hazard = tier_hazard * rng.lognormal(0.0, 0.5, n)
         self.trading_facing = np.array([k.trading_facing for k in kinds])
+        self.exhausting = self.profile.exhaustion_onset > 0
+        self.pool = np.zeros(n)
+        self.pool_rate = np.zeros(n)
 
     # --------------------------------------------------------------------- changes
     def _new_change(self, system: int, change_type: str, start: dt.datetime, hours: float,
@@ -233,7 +243,7 @@ class EstateSimulator:
 
     def _plan_changes(self) -> None:
         """The change calendar: weekend maintenance, evening releases and configuration."""
-        rng, inv = self.rng, self.inventory
+        rng, inv, ops = self.rng, self.inventory, self.profile
         horizon = self.end + dt.timedelta(days=14)
         day = self.start
         while day <= horizon:
@@ -241,7 +251,7 @@ class EstateSimulator:
             for s in range(len(inv)):
                 kind = KINDS[inv.kinds[s]]
                 if weekday == 5:  # Saturday maintenance window
-                    if self.leaky[s] and rng.random() < 0.25 or rng.random() < 0.03:
+                    if self.leaky[s] and rng.random() < ops.leaky_restart or rng.random() < 0.03:
                         self._weekend(s, "restart", day, 1.0)
                     if 7 < day.day <= 21 and rng.random() < 0.3:
                         self._weekend(s, "os_patch", day, 3.0)
@@ -252,9 +262,9 @@ class EstateSimulator:
                     if rng.random() < 0.01:
                         self._weekend(s, "hardware", day, 3.0)
                 elif weekday < 5 and self.calendar.is_session(day):
-                    if rng.random() < 0.012:
+                    if rng.random() < ops.config_rate:
                         self._evening(s, "config", day, 1.0)
-                    if kind.layer >= 2 and rng.random() < 0.012:
+                    if kind.layer >= 2 and rng.random() < ops.release_rate:
                         self._evening(s, "release", day, 2.0)
             day += dt.timedelta(days=1)
 
@@ -282,7 +292,7 @@ class EstateSimulator:
         self._settle_changes()
 
     def _step(self, day: dt.date, trading: bool, reopen: bool) -> DayState:
-        rng, n = self.rng, len(self.inventory)
+        rng, n, mix = self.rng, len(self.inventory), self.profile
         disk0, mem0 = self.disk.copy(), self.mem_base + self.leak
         load = 1.0 if trading else 0.5
         incidents: list[Incident] = list(self._pending.pop(day, []))
@@ -295,16 +305,17 @@ class EstateSimulator:
             s = change.system
             if change.change_type in ("restart", "os_patch", "hardware", "release"):
                 self.leak[s] = 0.0
+                self.pool[s] = 0.0
             if change.change_type == "cleanup":
                 self.disk[s] = self.disk_floor[s]
             if change.change_type in ("db_maintenance", "network", "hardware") and self.degrading[s]:
                 self.degrading[s], self.degradation[s] = False, 1.0
-            if change.change_type == "release" and rng.random() < 0.15:
+            if change.change_type == "release" and rng.random() < mix.new_leak_on_release:
                 # New code, new leak: the next weeks' memory curve tells the story.
                 self.leaky[s], self.leak_rate[s] = True, float(rng.uniform(1.0, 3.0))
             p_fail = {"low": 0.015, "medium": 0.05, "high": 0.14}[change.risk_level]
             p_fail *= {"release": 1.5, "network": 1.3, "config": 1.2, "restart": 0.5}.get(
-                change.change_type, 1.0)
+                change.change_type, 1.0) * mix.change
             if rng.random() < p_fail:
                 at = change.start + dt.timedelta(
                     minutes=float(rng.uniform(5, 60 * (change.end - change.start).seconds / 3600 + 120)))
@@ -313,20 +324,24 @@ class EstateSimulator:
         # State drifts.
         self.disk = np.minimum(100.0, self.disk + self.disk_rate * load * rng.uniform(0.6, 1.4, n))
         self.leak = np.where(self.leaky, self.leak + self.leak_rate * load * rng.uniform(0.7, 1.3, n), 0)
-        start_degrading = ~self.degrading & (rng.random(n) < 0.006)
+        start_degrading = ~self.degrading & (rng.random(n) < mix.degradation_onset)
         self.degrading |= start_degrading
         self.degradation = np.where(self.degrading, self.degradation * self.degrade_rate, 1.0)
         recover = self.degrading & (rng.random(n) < 0.05)
         self.degrading &= ~recover
         self.degradation[recover] = 1.0
-        new_storm = (self.storm_days == 0) & (rng.random(n) < 0.009)
+        new_storm = (self.storm_days == 0) & (rng.random(n) < mix.storm_onset)
         self.storm_days = np.where(new_storm, 3, np.maximum(self.storm_days - 1, 0))
-        new_hw = (self.hardware_days == 0) & (rng.random(n) < 0.0025)
+        new_hw = (self.hardware_days == 0) & (rng.random(n) < mix.hardware_onset)
         self.hardware_days = np.where(new_hw, 5, np.maximum(self.hardware_days - 1, 0))
         mem1 = np.minimum(99.0, self.mem_base + self.leak)
+        if self.exhausting:  # drawn only when on, so the demo's draws are unchanged
+            start = (self.pool_rate == 0) & (rng.random(n) < mix.exhaustion_onset)
+            self.pool_rate = np.where(start, rng.uniform(0.06, 0.2, n), self.pool_rate)
+            self.pool = np.minimum(1.0, self.pool + self.pool_rate * load * rng.uniform(0.7, 1.3, n))
 
         # Ops react to a filling disk by scheduling a cleanup for the weekend.
-        for s in np.flatnonzero((self.disk > 85) & (rng.random(n) < 0.12)):
+        for s in np.flatnonzero((self.disk > 85) & (rng.random(n) < mix.cleanup_reaction)):
             saturday = day + dt.timedelta(days=(5 - day.weekday()) % 7 or 7)
             if not any(c.change_type == "cleanup" and c.system == s for c in self._changes_on[saturday]):
                 self._new_change(int(s), "cleanup", _at(saturday, float(rng.uniform(9, 12))), 2.0,
@@ -342,7 +357,10 @@ class EstateSimulator:
             "reopen": np.where(self.trading_facing & reopen, 0.12, 0.0),
             "random": self.base_hazard * (1.3 if trading else 0.6),
         }
+        if self.exhausting:
+            hazards["exhaustion"] = 0.45 * _sigmoid((self.pool - 0.92) / 0.03)
         for mechanism, p in hazards.items():
+            p = np.minimum(1.0, p * mix.strength(mechanism))
             for s in np.flatnonzero(rng.random(n) < p):
                 at = self._incident_time(day, int(s), mechanism, trading)
                 incidents.append(Incident(int(s), at, mechanism, self._severity(mechanism, int(s))))
@@ -374,11 +392,12 @@ class EstateSimulator:
             hardware=self.hardware_days > 0,
             gaps=gaps,
             resend=resend,
+            pool=self.pool.copy() if self.exhausting else None,
         )
 
     def _incident_time(self, day: dt.date, s: int, mechanism: str, trading: bool) -> dt.datetime:
         rng = self.rng
-        if mechanism in ("capacity", "leak", "latency", "reopen") and trading:
+        if mechanism in ("capacity", "leak", "latency", "reopen", "exhaustion") and trading:
             hour = float(rng.choice([rng.uniform(9.25, 11.5), rng.uniform(13.0, 15.0)]))
         elif mechanism == "storm":
             hour = float(rng.uniform(9.0, 17.0))
@@ -410,9 +429,14 @@ class EstateSimulator:
                 self.storm_days[s] = 0
             case "hardware":
                 self.hardware_days[s] = 0
+            case "exhaustion":
+                self.pool[s] = 0.0
+                if rng.random() < 0.6:  # the connection leak was found and fixed
+                    self.pool_rate[s] = 0.0
         if incident.change is not None:
             incident.change.status = "rolled_back" if rng.random() < 0.5 else "failed"
-        spread = {1: 0.35, 2: 0.35, 3: 0.12}.get(incident.severity, 0.0)
+        spread = min(1.0, {1: 0.35, 2: 0.35, 3: 0.12}.get(incident.severity, 0.0)
+                     * self.profile.cascade)
         for d in self.inventory.downstream[s]:
             if rng.random() < spread:
                 at = incident.opened_at + dt.timedelta(hours=0.5 + float(rng.exponential(10)))
