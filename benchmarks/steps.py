@@ -22,13 +22,15 @@ def _settings(source: str, home: str):
 
 
 def generate(out: str, systems: int, start: str, end: str, minutes: int, metrics: int,
-             metric_sessions: int | None = None) -> dict:
+             metric_sessions: int | None = None, seed: int = 7, profile: str = "demo",
+             exchange: str = "XSHG", timezone: str = "Asia/Shanghai") -> dict:
     from features.demo_estate.generate import generate_estate
 
     summary = generate_estate(out, systems=systems, start=dt.date.fromisoformat(start),
                               end=dt.date.fromisoformat(end), minutes_per_sample=minutes,
                               metrics=metrics, metric_sessions=metric_sessions, overwrite=True,
-                              progress=False)
+                              progress=False, seed=seed, profile=profile, exchange=exchange,
+                              timezone=timezone)
     return {"metric_rows": summary.metric_rows, "sessions": summary.sessions,
             "incidents": summary.incidents}
 
