@@ -12,6 +12,8 @@ data: "disk_pct 93% at the close, 71% is usual; full in about 4 days at the curr
     dependencies        up_*
     peers               peer_<attribute>_inc_<n>d
     changes             chg_*
+    change actions      act_*                      what scheduled changes do (restart, clean-up,
+                                                    upgrade ...), when, and what they relieve
     calendar            days_to_target, target_* ... (the same for every system: estate-wide)
     inventory           tier, age_days, n_upstream, n_downstream, inv_*
 
@@ -471,6 +473,66 @@ def _change_reason(feature: str, value, context: Context) -> Said | None:
     return None
 
 
+ACTION_KINDS = {"restart": ("restart", "restarts"), "cleanup": ("clean-up", "clean-ups"),
+                "maintenance": ("maintenance change", "maintenance changes"),
+                "patch": ("patch", "patches"), "upgrade": ("upgrade or release", "upgrades or releases"),
+                "config": ("configuration change", "configuration changes")}
+DISK_FILLING, MEMORY_PRESSURE = METRIC_MECHANISMS[0][1], METRIC_MECHANISMS[1][1]
+
+
+def _action_reason(feature: str, value, context: Context) -> Said | None:
+    def said(text: str, mechanism: Mechanism | None = CHANGE) -> Said:
+        return Said(text, "change actions", text, feature, mechanism=mechanism)
+
+    match = re.fullmatch(r"act_(\w+)_window", feature)
+    if match and match.group(1) in ACTION_KINDS:
+        one, many = ACTION_KINDS[match.group(1)]
+        article = "an" if one[0] in "aeiou" else "a"
+        return said(forms(value or 0, f"no {one} is scheduled in the window",
+                          f"{article} {one} is scheduled in the window",
+                          f"{{n}} {many} are scheduled in the window"))
+    if feature == "act_relief_before_open":
+        return said(forms(value or 0, "no restart, clean-up or maintenance ends before the target "
+                                      "day's open",
+                          "a restart, clean-up or maintenance ends before the target day's open",
+                          "{n} restarts, clean-ups or maintenance changes end before the target "
+                          "day's open"), mechanism=None)
+    if feature == "act_risky_hours_to_open":
+        if _missing(value):
+            return said("no upgrade, configuration change or patch in the window", mechanism=None)
+        if value < 0:
+            return said(f"an upgrade, configuration change or patch runs {days(-value / 24)} into "
+                        "the target day's session")
+        return said(f"an upgrade, configuration change or patch ends {days(value / 24)} before "
+                    "the target day's open")
+    horizons = {"act_days_to_restart": ("restart", "the next restart is in {}", 30),
+                "act_days_to_cleanup": ("clean-up", "the next clean-up is in {}", 30)}
+    if feature in horizons:
+        what, text, horizon = horizons[feature]
+        if _missing(value):
+            return said(f"no {what} is scheduled in the next {horizon} days", mechanism=None)
+        return said(text.format(days(value)), mechanism=None)
+    since = {"act_days_since_restart": ("restart", "last restarted {} ago"),
+             "act_days_since_cleanup": ("clean-up", "last cleaned up {} ago"),
+             "act_days_since_upgrade": ("upgrade or release", "last upgraded {} ago")}
+    if feature in since:
+        what, text = since[feature]
+        if _missing(value):
+            return said(f"no {what} in the last 90 days", mechanism=None)
+        return said(text.format(days(value)) + _median(context, feature, days), mechanism=None)
+    unrelieved = {"act_disk_days_unrelieved": ("a disk", "clean-up", DISK_FILLING),
+                  "act_mem_days_unrelieved": ("memory", "restart", MEMORY_PRESSURE)}
+    if feature in unrelieved:
+        what, relief, mechanism = unrelieved[feature]
+        if _missing(value):
+            return said(f"{what}: no fill level to compare with the {relief}s", mechanism=None)
+        if value >= 365:
+            return said(f"{what} will not fill before a {relief} is due", mechanism=None)
+        when = "is full now" if value <= 0 else f"fills in about {days(value)}"
+        return said(f"{what} {when} and no {relief} is scheduled before then", mechanism=mechanism)
+    return None
+
+
 def _calendar_reason(feature: str, value, context: Context) -> Said | None:
     def said(text: str, mechanism: Mechanism | None = None) -> Said:
         return Said(text, "calendar", text, feature, scope=ESTATE, mechanism=mechanism)
@@ -533,7 +595,7 @@ CALENDAR_FEATURES = ("days_to_target", "days_since_previous", "target_after_long
 
 
 def family(feature: str) -> str:
-    """metric, incidents, dependencies, peers, changes, calendar or inventory."""
+    """metric, incidents, dependencies, peers, changes, change actions, calendar or inventory."""
     if feature in CALENDAR_FEATURES:
         return "calendar"
     if parse_metric(feature):
@@ -544,6 +606,8 @@ def family(feature: str) -> str:
         return "dependencies"
     if feature.startswith("chg_"):
         return "changes"
+    if feature.startswith("act_"):
+        return "change actions"
     if feature.startswith(("inc_", "days_since_", "mtbf")):
         return "incidents"
     return "inventory"
@@ -564,6 +628,7 @@ def say(feature: str, value, context: Context | None = None) -> Said:
     kind = family(feature)
     handlers = {"calendar": _calendar_reason, "peers": _peer_reason,
                 "dependencies": _dependency_reason, "changes": _change_reason,
+                "change actions": _action_reason,
                 "incidents": _incident_reason, "inventory": _inventory_reason}
     said = handlers[kind](feature, value, context)
     if said is None:  # a feature this catalogue does not know yet: say it plainly

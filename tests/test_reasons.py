@@ -107,3 +107,19 @@ def test_statistics_of_one_metric_make_one_line_with_the_level_first():
         {"text": "a high-risk change is scheduled in the window", "contribution": -0.2,
          "direction": "lowers"},
     ]
+
+
+@pytest.mark.parametrize(("feature", "value", "text"), [
+    ("act_restart_window", 1.0, "a restart is scheduled in the window"),
+    ("act_upgrade_window", 2.0, "2 upgrades or releases are scheduled in the window"),
+    ("act_relief_before_open", 1.0, "a restart, clean-up or maintenance ends before the target day's open"),
+    ("act_risky_hours_to_open", -1.5, "an upgrade, configuration change or patch runs 1.5 hours into "
+                                      "the target day's session"),
+    ("act_days_to_cleanup", None, "no clean-up is scheduled in the next 30 days"),
+    ("act_days_since_restart", 4.0, "last restarted 4 days ago"),
+    ("act_disk_days_unrelieved", 3.0, "a disk fills in about 3 days and no clean-up is scheduled before then"),
+    ("act_disk_days_unrelieved", 365.0, "a disk will not fill before a clean-up is due"),
+])
+def test_change_actions_read_as_words(feature, value, text):
+    assert say(feature, value).text == text
+    assert say(feature, value).subject == "change actions"
