@@ -1,18 +1,29 @@
-# failcast: every target bootstraps .venv from nothing but python3.11 and pip, once.
+# failcast: every target bootstraps .venv from nothing but python3.11 and pip, once, with the
+# exact versions of uv.lock (pip installs uv, uv installs the lock; `make lock` updates it).
 PYTHON ?= python3.11
+UV_VERSION := 0.13.9
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UV_STAMP := $(VENV)/.uv-$(UV_VERSION)
+# uv never fetches an interpreter of its own here, and copies from its cache (which may sit on
+# another file system) without a warning.
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
 export FAILCAST_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(FAILCAST_HOME)/dagster
 
-.PHONY: demo test lint ui mlflow-ui bench clean-data
+.PHONY: demo test lint lock ui mlflow-ui bench clean-data
 
-$(STAMP): pyproject.toml
+$(UV_STAMP):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	touch $(UV_STAMP)
+
+$(STAMP): pyproject.toml uv.lock | $(UV_STAMP)
+	@# --locked: a pyproject.toml changed without `make lock` stops here instead of drifting
+	$(BIN)/uv sync --locked --extra dev --inexact --quiet
 	touch $(STAMP)
 
 demo: $(STAMP)  ## generate the demo estate (if missing) and run the whole pipeline on it
@@ -23,6 +34,9 @@ test: $(STAMP)  ## run the test suite
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check .
+
+lock: | $(UV_STAMP)  ## re-resolve uv.lock after a change to the dependencies in pyproject.toml
+	$(BIN)/uv lock
 
 ui: $(STAMP)  ## Dagster UI on http://127.0.0.1:3000
 	mkdir -p $(DAGSTER_HOME)
