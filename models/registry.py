@@ -31,7 +31,7 @@ class RegisteredModel:
 
 
 class ModelRegistry:
-    def __init__(self, tracking_uri: str, artifact_location: str, model_name: str,
+    def __init__(self, tracking_uri: str, artifact_location: str | None, model_name: str,
                  experiment: str = "failcast") -> None:
         self.tracking_uri = tracking_uri
         self.artifact_location = artifact_location
@@ -62,7 +62,8 @@ class ModelRegistry:
         found = mlflow.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
-        return mlflow.create_experiment(name, artifact_location=f"{self.artifact_location}/{name}")
+        location = f"{self.artifact_location}/{name}" if self.artifact_location else None
+        return mlflow.create_experiment(name, artifact_location=location)
 
     def run_url(self, run_id: str, experiment_id: str) -> str:
         base = self.tracking_uri if self.tracking_uri.startswith("http") else "http://127.0.0.1:5000"

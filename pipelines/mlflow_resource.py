@@ -13,7 +13,7 @@ import dagster as dg
 
 class MlflowResource(dg.ConfigurableResource):
     tracking_uri: str
-    artifact_location: str
+    artifact_location: str | None = None  # None: the tracking server's artifact destination
     model_name: str = "failcast-risk"
     experiment: str = "failcast"
 

@@ -186,7 +186,11 @@ class Settings:
         return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
-    def artifact_location(self) -> str:
+    def artifact_location(self) -> str | None:
+        """Artifacts under the home for a local store; a tracking server keeps its own
+        (``mlflow server --artifacts-destination``), so runs upload through it."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return None
         return (self.home / "mlartifacts").as_uri()
 
     @cached_property
