@@ -151,7 +151,8 @@ def train_and_gate(
             tables={"holdout_evaluation": evaluation, "feature_importance": model.importance()},
             plots=figures,
             tags={"as_of": str(training.as_of), "trained_through": str(training.train_window.last),
-                  "role": role, "decision": reason, **(tags or {})},
+                  "role": role, "decision": reason, "engine": model.info.get("engine", "local"),
+                  **(tags or {})},
             sample=holdout,
         )
     registry.tag_version(registered.version, {

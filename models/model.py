@@ -44,6 +44,7 @@ class TrainConfig:
     min_failures: int = 20
     threads: int = 2
     seed: int = 7
+    dask_scheduler: str | None = None  # a Dask scheduler address: the trees grow on that cluster
 
     def lightgbm_params(self) -> dict:
         return {
@@ -125,16 +126,23 @@ class FailureModel:
             if later["label"].sum() == 0:
                 raise NotEnoughData("no failure after the tree period to calibrate on")
         useful = [c for c in features if fit[c].null_count() < fit.height]
-        train_set = lgb.Dataset(matrix(fit, useful), fit["label"].to_numpy(), feature_name=useful,
-                                free_raw_data=True)
-        stop_set = lgb.Dataset(matrix(stop, useful), stop["label"].to_numpy(), reference=train_set)
-        booster = lgb.train(
-            config.lightgbm_params(),
-            train_set,
-            num_boost_round=config.max_rounds,
-            valid_sets=[stop_set],
-            callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
-        )
+        engine = {"engine": "local"}
+        if config.dask_scheduler:
+            from models.dask_training import train_trees
+
+            booster, engine = train_trees(config.dask_scheduler, fit, stop, useful, config)
+        else:
+            train_set = lgb.Dataset(matrix(fit, useful), fit["label"].to_numpy(),
+                                    feature_name=useful, free_raw_data=True)
+            stop_set = lgb.Dataset(matrix(stop, useful), stop["label"].to_numpy(),
+                                   reference=train_set)
+            booster = lgb.train(
+                config.lightgbm_params(),
+                train_set,
+                num_boost_round=config.max_rounds,
+                valid_sets=[stop_set],
+                callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+            )
         margin = booster.predict(matrix(calibrate, useful), raw_score=True,
                                  num_iteration=booster.best_iteration)
         calibrator = Calibrator.fit(margin, calibrate["label"].to_numpy())
@@ -145,6 +153,7 @@ class FailureModel:
             "best_iteration": booster.best_iteration,
             "features_used": len(useful),
             "calibration": calibrator.method,
+            **engine,
         }
         return cls(booster, useful, calibrator, split, info)
 

@@ -139,6 +139,8 @@ FIELDS: tuple[Field, ...] = (
     Field("memory_limit", "engine", "memory_limit", _text, "DuckDB memory limit"),
     Field("lock_timeout_s", "engine", "lock_timeout_s", _seconds,
           "seconds to wait for another process's lock on the warehouse before giving up"),
+    Field("dask_scheduler", "engine", "dask_scheduler", _optional_text,
+          "Dask scheduler address (tcp://HOST:PORT): models train on that cluster"),
 )
 _BY_KEY = {(f.section, f.key): f for f in FIELDS}
 
@@ -166,6 +168,7 @@ class Settings:
     threads: int = 2
     memory_limit: str = "1500MB"
     lock_timeout_s: float = 60.0
+    dask_scheduler: str | None = None
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     # ---------------------------------------------------------------- derived places

@@ -11,6 +11,7 @@ from features.errors import DataError
 from models.backtest import evaluate_scores, walk_forward, with_labels
 from models.evaluate import HEADLINE
 from models.lifecycle import MODEL, TrainingSet, build_training_set, train_and_gate
+from models.model import TrainConfig
 from models.registry import CHAMPION
 from pipelines.metadata import markdown_table
 from pipelines.mlflow_resource import MlflowResource
@@ -112,7 +113,9 @@ def failure_model(context: dg.AssetExecutionContext, failcast: FailcastResource,
     training = _load_training_set(failcast)
     registry = mlflow.registry()
     plots_dir = failcast.settings.home / "training" / "plots"
+    scheduler = failcast.settings.dask_scheduler
     outcome = train_and_gate(training, registry, plots_dir=plots_dir,
+                             config=TrainConfig(dask_scheduler=scheduler),
                              tags={"dagster_run_id": context.run.run_id,
                                    "run_name": f"train {training.as_of}"})
     context.log.info(f"model v{outcome.registered.version}: {outcome.role} ({outcome.reason})")
