@@ -12,6 +12,8 @@ Scenarios (estates are generated once under ``$FAILCAST_HOME/bench`` and reused)
   whole retrain job (training set, fit, evaluation, MLflow, gate).
 - ``nightly``: the nightly job (ingest, features, score, publish) on the firm-scale day, scored
   by the champion of the training scenario (same 1,000 systems and metrics).
+- ``dask``: on the demo (``make demo`` first), the retrain job's training set fitted locally and
+  on a two-process Dask LocalCluster: fit times and PR-AUC on the held-out days.
 
 Each step runs in a process of its own: wall time, compute time inside the process (imports and
 the trading calendar excluded) and that process's peak resident memory. Results are printed as
@@ -175,8 +177,18 @@ def nightly() -> None:
             source=str(source), home=str(home), as_of=DAY)
 
 
+def dask() -> None:
+    print("dask: local training vs a two-process Dask LocalCluster, on the demo (make demo)")
+    home = HOME.parent
+    source = home / "demo"
+    if not (home / "warehouse.duckdb").exists():
+        raise SystemExit(f"run `make demo` first (no warehouse in {home})")
+    measure("dask", "demo training set: local vs Dask (2 workers x 1 thread)", "train_engines",
+            source=str(source), home=str(home))
+
+
 SCENARIOS = {"features": features, "scaling": scaling, "backfill": backfill,
-             "training": training, "nightly": nightly}
+             "training": training, "nightly": nightly, "dask": dask}
 
 
 def main(argv: list[str]) -> None:

@@ -127,6 +127,48 @@ def train(source: str, home: str, as_of: str, sessions: int) -> dict:
             "fit_s": round(time.perf_counter() - started - read, 1), **model.info}
 
 
+def train_engines(source: str, home: str, as_of: str | None = None) -> dict:
+    """Local training and training on a two-process Dask LocalCluster, on the same training
+    set as the retrain job's, both scored on its held-out days."""
+    import time
+
+    from distributed import LocalCluster
+    from sklearn.metrics import average_precision_score
+
+    from models.dataset import feature_names
+    from models.lifecycle import build_training_set
+    from models.model import FailureModel, TrainConfig
+
+    settings = _settings(source, home)
+    with settings.warehouse().reader() as con:
+        day = dt.date.fromisoformat(as_of) if as_of else \
+            con.execute("SELECT max(as_of) FROM system_day_features").fetchall()[0][0]
+        training = build_training_set(con, settings.calendar, day,
+                                      max_severity=settings.max_severity,
+                                      train_sessions=settings.train_window_days,
+                                      holdout_sessions=settings.holdout_days)
+    features, label = feature_names(training.train), training.holdout["label"].to_numpy()
+    out = {"as_of": str(day), "train_rows": training.train.height,
+           "holdout_rows": training.holdout.height, "holdout_failures": int(label.sum())}
+    started = time.perf_counter()
+    local = FailureModel.fit(training.train, features, TrainConfig())
+    out["local_fit_s"] = round(time.perf_counter() - started, 2)
+    out["local_pr_auc"] = round(average_precision_score(label, local.predict(training.holdout)), 4)
+    out["local_best_iteration"] = local.info["best_iteration"]
+    started = time.perf_counter()
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        out["cluster_start_s"] = round(time.perf_counter() - started, 2)
+        started = time.perf_counter()
+        dask = FailureModel.fit(training.train, features,
+                                TrainConfig(dask_scheduler=cluster.scheduler_address))
+        out["dask_fit_s"] = round(time.perf_counter() - started, 2)
+    out["dask_pr_auc"] = round(average_precision_score(label, dask.predict(training.holdout)), 4)
+    out["dask_best_iteration"] = dask.info["best_iteration"]
+    out["compute_s"] = out["local_fit_s"] + out["dask_fit_s"]
+    return out
+
+
 def retrain(source: str, home: str, as_of: str) -> dict:
     from pipelines.definitions import build_definitions
     from pipelines.runner import run_job
@@ -148,7 +190,7 @@ def nightly(source: str, home: str, as_of: str) -> dict:
 
 
 STEPS = {f.__name__: f for f in (generate, floor, pandas_stats, ingest, day_stats, features,
-                                 train, retrain, nightly)}
+                                 train, train_engines, retrain, nightly)}
 
 if __name__ == "__main__":
     name, arguments = sys.argv[1], json.loads(sys.argv[2])

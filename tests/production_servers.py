@@ -109,44 +109,59 @@ def create_database(server_url: str, name: str) -> str:
 
 
 @contextmanager
-def mlflow_server(backend_store_uri: str, artifacts_destination: Path, log_path: Path,
-                  timeout_s: float = 180.0) -> Iterator[str]:
-    """``mlflow server`` on a random port, proxying artifacts to ``artifacts_destination``;
-    yields its URL once it answers ``/health``."""
+def mlflow_server(script: Path, backend_store_uri: str, artifacts_destination: Path,
+                  log_path: Path, timeout_s: float = 180.0) -> Iterator[str]:
+    """The tracking server started by ``script`` (deploy/mlflow-server.sh) on a random port,
+    proxying artifacts to ``artifacts_destination``; yields its URL once ``/health`` answers."""
     port = free_port()
-    mlflow = Path(sys.executable).with_name("mlflow")
-    command = [str(mlflow), "server", "--backend-store-uri", backend_store_uri,
-               "--artifacts-destination", str(artifacts_destination),
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    env = {**os.environ,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MLFLOW_BACKEND_STORE_URI": backend_store_uri,
+           "MLFLOW_ARTIFACTS_DIR": str(artifacts_destination),
+           "MLFLOW_HOST": "127.0.0.1", "MLFLOW_PORT": str(port), "MLFLOW_WORKERS": "1"}
     url = f"http://127.0.0.1:{port}"
     with log_path.open("w") as log:
-        # its own session, so stopping it stops the web workers it forks too
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = start_group(["sh", str(script)], env, log)
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited ({process.returncode}): "
-                                   f"{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not answer within {timeout_s:.0f} s: "
-                                   f"{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_until(lambda: _answers(f"{url}/health"), process, log_path, timeout_s,
+                   "mlflow server")
         yield url
     finally:
-        _stop_group(process)
+        stop_group(process)
 
 
-def _stop_group(process: subprocess.Popen) -> None:
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def start_group(command: list[str], env: dict[str, str], log, cwd: Path | None = None
+                ) -> subprocess.Popen:
+    """A server process in its own session, so stopping it stops the workers it forks too."""
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_until(ready, process: subprocess.Popen, log_path: Path, timeout_s: float,
+               what: str) -> None:
+    """Poll ``ready()`` until true; fail with the server's log if it exits or takes too long."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited ({process.returncode}): "
+                               f"{log_path.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not ready within {timeout_s:.0f} s: "
+                               f"{log_path.read_text()[-3000:]}")
+        time.sleep(0.5)
+
+
+def stop_group(process: subprocess.Popen) -> None:
     """SIGTERM to the server's whole process group (workers too), SIGKILL if it lingers."""
-    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+    for sig, wait_s in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:

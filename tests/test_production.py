@@ -13,7 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import polars as pl
 import pytest
@@ -26,6 +28,9 @@ from tests.production_servers import (
     mlflow_server,
     postgres_available,
     postgres_server,
+    start_group,
+    stop_group,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.production, pytest.mark.slow, pytest.mark.xdist_group("production")]
@@ -55,14 +60,27 @@ def _published(settings) -> pl.DataFrame:
                        params=[NIGHT]).pl()
 
 
-def _pg_environment(url: str) -> dict[str, str]:
-    """The DAGSTER_PG_* variables deploy/dagster.yaml reads, for a postgresql:// URL."""
-    from urllib.parse import urlsplit
+def env_file_keys() -> list[str]:
+    """The variables deploy/failcast.env sets (commented-out optional ones aside)."""
+    lines = (DEPLOY / "failcast.env").read_text().splitlines()
+    return [line.split("=", 1)[0] for line in lines if line and not line.startswith("#")]
 
-    parts = urlsplit(url)
-    return {"DAGSTER_PG_HOST": parts.hostname, "DAGSTER_PG_PORT": str(parts.port),
-            "DAGSTER_PG_DB": parts.path.lstrip("/"), "DAGSTER_PG_USER": parts.username,
-            "DAGSTER_PG_PASSWORD": parts.password or ""}
+
+def deployment_environment(servers: dict, source: Path, root: Path) -> dict[str, str]:
+    """deploy/failcast.env filled in with this test's servers and folders."""
+    pg = urlsplit(servers["dagster_db"])
+    values = {
+        "FAILCAST_SOURCE": str(source),
+        "FAILCAST_HOME": str(root / "home"),
+        "FAILCAST_MLFLOW_TRACKING_URI": servers["tracking_uri"],
+        "DAGSTER_HOME": str(root / "dagster"),
+        "DAGSTER_PG_HOST": pg.hostname, "DAGSTER_PG_PORT": str(pg.port),
+        "DAGSTER_PG_DB": pg.path.lstrip("/"), "DAGSTER_PG_USER": pg.username,
+        "DAGSTER_PG_PASSWORD": pg.password or "",
+    }
+    keys = env_file_keys()
+    assert sorted(keys) == sorted(values), "deploy/failcast.env and this test disagree"
+    return values
 
 
 @pytest.fixture(scope="module")
@@ -78,26 +96,27 @@ def servers(tmp_path_factory):
         dagster_db = create_database(server, "dagster")
         mlflow_db = create_database(server, "mlflow")
         artifacts = root / "artifacts"
-        with mlflow_server(mlflow_db, artifacts, root / "mlflow-server.log") as tracking_uri:
+        with mlflow_server(DEPLOY / "mlflow-server.sh", mlflow_db, artifacts,
+                           root / "mlflow-server.log") as tracking_uri:
             yield {"dagster_db": dagster_db, "mlflow_db": mlflow_db, "tracking_uri": tracking_uri,
                    "artifacts": artifacts}
 
 
 @pytest.fixture(scope="module")
 def production(servers, small_estate, tmp_path_factory):
-    """The pipeline run with deploy/dagster.yaml and the tracking server, as an operator would."""
+    """The pipeline run as docs/deploy.md sets it up: deploy/dagster.yaml in DAGSTER_HOME and
+    the environment of deploy/failcast.env."""
     root = tmp_path_factory.mktemp("production")
-    dagster_home = root / "dagster"
+    environment = deployment_environment(servers, small_estate, root)
+    dagster_home = Path(environment["DAGSTER_HOME"])
     dagster_home.mkdir()
     shutil.copy(DEPLOY / "dagster.yaml", dagster_home / "dagster.yaml")
-    settings = load_settings(small_estate, root / "home",
-                             env={"FAILCAST_MLFLOW_TRACKING_URI": servers["tracking_uri"]})
+    settings = load_settings(env=environment)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DAGSTER_HOME", str(dagster_home))
-        for name, value in _pg_environment(servers["dagster_db"]).items():
+        for name, value in environment.items():
             patch.setenv(name, value)
         _run_pipeline(settings)
-    return settings
+    return settings, environment
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +131,7 @@ def embedded(small_estate, tmp_path_factory):
 
 
 def test_published_rows_equal_the_embedded_default(production, embedded):
+    production, _ = production
     assert production.tracking_uri.startswith("http://")
     assert embedded.tracking_uri.startswith("sqlite:")
     served, local = _published(production), _published(embedded)
@@ -137,6 +157,7 @@ def test_runs_are_in_postgresql_run_storage(production, servers):
 
 def test_model_versions_and_aliases_are_in_the_mlflow_server(production, servers):
     import psycopg
+    production, _ = production
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=servers["tracking_uri"])
@@ -156,3 +177,30 @@ def test_model_versions_and_aliases_are_in_the_mlflow_server(production, servers
     assert champion.source.startswith(("models:/", "mlflow-artifacts:/"))
     assert list(servers["artifacts"].rglob("MLmodel"))
     assert not (production.home / "mlartifacts").exists()
+
+
+def test_the_daemon_runs_on_the_deployment_instance(production, tmp_path):
+    """`dagster-daemon run` with deploy/dagster.yaml loads failcast's workspace and reports every
+    daemon the deployment relies on (schedules, sensors, the run queue, run monitoring)."""
+    from dagster import DagsterInstance
+
+    _, environment = production
+    repo = DEPLOY.parent
+    env = {**os.environ, **environment}
+    log_path = tmp_path / "daemon.log"
+    wanted = {"SCHEDULER", "SENSOR", "QUEUED_RUN_COORDINATOR", "MONITORING"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        instance = DagsterInstance.get()
+        with log_path.open("w") as log:
+            daemon = start_group([str(Path(sys.executable).with_name("dagster-daemon")), "run",
+                                  "-w", str(repo / "workspace.yaml")], env, log, cwd=repo)
+        try:
+            wait_until(lambda: wanted <= set(instance.get_daemon_heartbeats()), daemon,
+                       log_path, 180, "dagster-daemon")
+            beats = instance.get_daemon_heartbeats()
+        finally:
+            stop_group(daemon)
+            instance.dispose()
+    assert all(not beats[name].errors for name in wanted), {n: beats[n].errors for n in wanted}
