@@ -58,3 +58,20 @@ def test_the_dagster_resource_carries_the_same_settings(tmp_path):
                              max_severity=2)
     resource = FailcastResource.from_settings(settings)
     assert resource.settings == settings
+
+
+def test_the_dask_scheduler_comes_from_the_engine_section_or_the_environment(tmp_path):
+    assert load_settings(tmp_path, tmp_path, env={}).dask_scheduler is None  # local training
+    (tmp_path / "failcast.toml").write_text('[engine]\ndask_scheduler = "tcp://10.0.0.5:8786"\n')
+    assert load_settings(tmp_path, tmp_path, env={}).dask_scheduler == "tcp://10.0.0.5:8786"
+    env = {"FAILCAST_DASK_SCHEDULER": "tcp://dask:8786"}
+    assert load_settings(tmp_path, tmp_path, env=env).dask_scheduler == "tcp://dask:8786"
+
+
+def test_a_tracking_server_keeps_its_own_artifacts(tmp_path):
+    local = load_settings(tmp_path, tmp_path / "home", env={})
+    assert local.artifact_location == (tmp_path / "home" / "mlartifacts").resolve().as_uri()
+    served = load_settings(tmp_path, tmp_path / "home",
+                           env={"FAILCAST_MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+    assert served.tracking_uri == "http://mlflow:5000"
+    assert served.artifact_location is None  # the server's --artifacts-destination
