@@ -6,9 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_STAMP := $(VENV)/.uv-$(UV_VERSION)
-# uv never fetches an interpreter of its own here, and copies from its cache (which may sit on
+# uv never fetches an interpreter of its own here, trusts the system's certificate store (as
+# pip does; a site's TLS proxy is trusted there), and copies from its cache (which may sit on
 # another file system) without a warning.
 export UV_PYTHON_DOWNLOADS := never
+export UV_SYSTEM_CERTS := true
 export UV_LINK_MODE := copy
 export FAILCAST_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(FAILCAST_HOME)/dagster
