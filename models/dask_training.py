@@ -6,11 +6,14 @@ always and hands only the boosting to ``train_trees``, so a model trained here s
 like a local one.
 
 - The tree period's rows go to the workers as partitions of whole as-of days, each partition
-  straight to one worker (``Client.scatter``, round-robin): no worker holds the training set, and
-  the scheduler never carries the data. Days are dealt to partitions in turn (day ``i`` to
+  straight to one worker (``Client.scatter``, partition ``i`` to worker ``i mod n``): no worker
+  holds the training set, and the scheduler never carries the data. Days are dealt to partitions in turn (day ``i`` to
   partition ``i mod n``), so every worker sees every season and LightGBM's histogram bins, found
   on the workers' data, describe the whole period.
 - ``lightgbm.dask`` trains data-parallel (workers exchange histograms, not rows).
+- Two Dask fits of the same rows are not bit-identical (which worker ranks first, and so finds
+  which features' histogram bins, varies from run to run); their difference is the size of a
+  change of seed (measured in docs/deploy.md), which is the noise the gate allows for anyway.
 - ``lightgbm.dask`` has no early stopping, so the trees are grown to ``max_rounds`` and the best
   iteration is chosen as ``lgb.early_stopping`` would have: the first iteration after which the
   stopping period's average precision did not improve for ``early_stopping_rounds`` rounds.
@@ -65,12 +68,16 @@ def _partitions(frame: pl.DataFrame, features: list[str], count: int
     return parts
 
 
-def _on_cluster(client, parts: list[tuple[pd.DataFrame, pd.Series]]):
-    """Dask collections whose partitions already sit on the workers, one per part."""
+def _on_cluster(client, parts: list[tuple[pd.DataFrame, pd.Series]], workers: list[str]):
+    """Dask collections whose partitions already sit on the workers: part ``i`` and its labels
+    on worker ``i mod n``, so every worker gets its share."""
     import dask.dataframe as dd
 
-    xs = client.scatter([X for X, _ in parts])
-    ys = client.scatter([y for _, y in parts])
+    xs, ys = [], []
+    for i, (X, y) in enumerate(parts):
+        where = [workers[i % len(workers)]]
+        xs.append(client.scatter(X, workers=where))
+        ys.append(client.scatter(y, workers=where))
     return (dd.from_delayed(xs, meta=parts[0][0].iloc[:0]),
             dd.from_delayed(ys, meta=parts[0][1].iloc[:0]))
 
@@ -101,10 +108,10 @@ def train_trees(address: str, fit: pl.DataFrame, stop: pl.DataFrame, features: l
               if k not in _LOCAL_ONLY}
     client = connect(address)
     try:
-        workers = len(client.scheduler_info(n_workers=-1)["workers"])
-        if workers == 0:
+        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        if not workers:
             raise ResourceError(f"the Dask scheduler at {address} has no workers")
-        X, y = _on_cluster(client, _partitions(fit, features, 2 * workers))
+        X, y = _on_cluster(client, _partitions(fit, features, 2 * len(workers)), workers)
         estimator = DaskLGBMClassifier(client=client, n_estimators=config.max_rounds, **params)
         with client.as_current(), warnings.catch_warnings():
             # lightgbm.dask waits on its parts through the current client, and warns that the
@@ -119,4 +126,5 @@ def train_trees(address: str, fit: pl.DataFrame, stop: pl.DataFrame, features: l
     # Keep the trees up to the best iteration only, as a local early-stopped model is saved.
     kept = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
     kept.best_iteration = best
-    return kept, {"engine": "dask", "dask_workers": workers, "dask_partitions": X.npartitions}
+    return kept, {"engine": "dask", "dask_workers": len(workers),
+                  "dask_partitions": X.npartitions}
