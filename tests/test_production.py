@@ -11,8 +11,10 @@ same day.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -179,28 +181,57 @@ def test_model_versions_and_aliases_are_in_the_mlflow_server(production, servers
     assert not (production.home / "mlartifacts").exists()
 
 
-def test_the_daemon_runs_on_the_deployment_instance(production, tmp_path):
-    """`dagster-daemon run` with deploy/dagster.yaml loads failcast's workspace and reports every
-    daemon the deployment relies on (schedules, sensors, the run queue, run monitoring)."""
+def test_the_daemon_launches_queued_runs_on_the_deployment_instance(production, servers,
+                                                                   tmp_path):
+    """`dagster-daemon run` with deploy/dagster.yaml loads failcast's workspace, reports every
+    daemon the deployment relies on (schedules, sensors, the run queue, run monitoring), and
+    launches a run submitted to the queue (`dagster job launch`) in a process of its own, which
+    trains against the MLflow server."""
+    import psycopg
     from dagster import DagsterInstance
+    from mlflow import MlflowClient
 
-    _, environment = production
+    settings, environment = production
     repo = DEPLOY.parent
+    bin_dir = Path(sys.executable).parent
     env = {**os.environ, **environment}
-    log_path = tmp_path / "daemon.log"
     wanted = {"SCHEDULER", "SENSOR", "QUEUED_RUN_COORDINATOR", "MONITORING"}
+    client = MlflowClient(tracking_uri=servers["tracking_uri"])
+    versions_before = len(client.search_model_versions(f"name = '{settings.model_name}'"))
     with pytest.MonkeyPatch.context() as patch:
         for name, value in environment.items():
             patch.setenv(name, value)
         instance = DagsterInstance.get()
-        with log_path.open("w") as log:
-            daemon = start_group([str(Path(sys.executable).with_name("dagster-daemon")), "run",
-                                  "-w", str(repo / "workspace.yaml")], env, log, cwd=repo)
+        with (tmp_path / "daemon.log").open("w") as log:
+            daemon = start_group([str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                                 env, log, cwd=repo)
         try:
             wait_until(lambda: wanted <= set(instance.get_daemon_heartbeats()), daemon,
-                       log_path, 180, "dagster-daemon")
+                       tmp_path / "daemon.log", 180, "dagster-daemon")
             beats = instance.get_daemon_heartbeats()
+            launched = subprocess.run(
+                [str(bin_dir / "dagster"), "job", "launch", "-w", "workspace.yaml",
+                 "-j", "retrain_job", "--tags", json.dumps({"smoke": "queued"}),
+                 # the run gets a process of its own from the daemon; its two steps share it
+                 "--config-json", json.dumps({"execution": {"config": {"in_process": {}}}})],
+                cwd=repo, env=env, capture_output=True, text=True, timeout=180, check=False)
+            assert launched.returncode == 0, launched.stderr[-2000:]
+
+            def finished() -> bool:
+                with psycopg.connect(servers["dagster_db"]) as con:
+                    row = con.execute(
+                        "SELECT r.status FROM runs r JOIN run_tags t ON t.run_id = r.run_id "
+                        "WHERE t.key = 'smoke' AND t.value = 'queued'").fetchone()
+                return row is not None and row[0] in ("SUCCESS", "FAILURE", "CANCELED")
+
+            wait_until(finished, daemon, tmp_path / "daemon.log", 420, "the queued retrain run")
         finally:
             stop_group(daemon)
             instance.dispose()
     assert all(not beats[name].errors for name in wanted), {n: beats[n].errors for n in wanted}
+    with psycopg.connect(servers["dagster_db"]) as con:
+        status, job = con.execute(
+            "SELECT r.status, r.pipeline_name FROM runs r JOIN run_tags t ON t.run_id = r.run_id "
+            "WHERE t.key = 'smoke'").fetchone()
+    assert (job, status) == ("retrain_job", "SUCCESS")
+    assert len(client.search_model_versions(f"name = '{settings.model_name}'")) > versions_before
