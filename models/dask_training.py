@@ -7,16 +7,17 @@ like a local one.
 
 - The tree period's rows go to the workers as partitions of whole as-of days, each partition
   straight to one worker (``Client.scatter``, partition ``i`` to worker ``i mod n``): no worker
-  holds the training set, and the scheduler never carries the data. Days are dealt to partitions in turn (day ``i`` to
-  partition ``i mod n``), so every worker sees every season and LightGBM's histogram bins, found
-  on the workers' data, describe the whole period.
+  holds the whole tree period, and the scheduler never carries the data. Days are dealt to
+  partitions in turn (day ``i`` to partition ``i mod n``), so every worker sees every season
+  and LightGBM's histogram bins, found on the workers' data, describe the whole period.
 - ``lightgbm.dask`` trains data-parallel (workers exchange histograms, not rows).
+- ``lightgbm.dask`` has no early stopping, so the trees grow to ``max_rounds`` and the best
+  iteration is chosen afterwards as ``lgb.early_stopping`` chooses it: the best average
+  precision on the stopping period, up to the first ``early_stopping_rounds`` rounds without
+  improvement.
 - Two Dask fits of the same rows are not bit-identical (which worker ranks first, and so finds
-  which features' histogram bins, varies from run to run); their difference is the size of a
-  change of seed (measured in docs/deploy.md), which is the noise the gate allows for anyway.
-- ``lightgbm.dask`` has no early stopping, so the trees are grown to ``max_rounds`` and the best
-  iteration is chosen as ``lgb.early_stopping`` would have: the first iteration after which the
-  stopping period's average precision did not improve for ``early_stopping_rounds`` rounds.
+  which features' histogram bins, varies from run to run); they differ about as much as two
+  local fits with different seeds (docs/benchmarks.md).
 """
 
 from __future__ import annotations
