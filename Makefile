@@ -52,4 +52,4 @@ bench: $(STAMP)  ## benchmarks (minutes; writes under $(FAILCAST_HOME)/bench)
 	$(BIN)/python -m benchmarks.run
 
 clean-data:  ## remove generated data (demo estate, warehouse, MLflow store, published files)
-	rm -rf data/demo data/warehouse.duckdb data/mlflow.db data/mlartifacts data/published data/dagster data/bench data/backtest
+	rm -rf data/demo data/warehouse.duckdb data/mlflow.db data/mlartifacts data/published data/dagster data/bench data/backtest data/training data/training_sets

@@ -1,9 +1,11 @@
-"""Walk-forward backtests: every as-of day scored by a model trained only on what was known.
+"""Walk-forward backtests of the deployed policy: every as-of day scored by what would have served.
 
-On each retraining day ``R`` (the first session of each month, or week) a model is fitted on
-the labels known at ``R``'s cutoff (as-of days up to the session before ``R``) and scores the
-as-of days from ``R`` to the next retraining day. No score ever comes from a model that saw
-its own label window, or anything after its as-of day's cutoff.
+``walk_forward`` replays ``models.lifecycle.RetrainPolicy`` day by day, exactly as production
+runs it, against an in-memory registry: on each retraining day ``R`` (the last trading day of a
+week or month, and the one before the range) the policy retrains as of ``R`` (hold-out, gate,
+refit, aliases, fallback), and whatever then serves (the champion, or the fallback baseline
+while no model has passed) scores the as-of days after ``R`` up to the next retraining day. No
+score ever comes from a model that saw its own label window, or anything after its cutoff.
 """
 
 from __future__ import annotations
@@ -16,36 +18,35 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from features.errors import DataError, UsageError
+from features.errors import DataError
 from features.trading_time import TradingCalendar
-from models.baselines import RecentRate, fitted_baselines
-from models.dataset import feature_names, labelled_window, read_features, training_frame
+from models.baselines import fitted_baselines
+from models.dataset import read_features
 from models.evaluate import compare
-from models.model import FailureModel, NotEnoughData, TrainConfig
+from models.lifecycle import RetrainOutcome, RetrainPolicy, whole_rows
+from models.memory_registry import InMemoryRegistry
 
-RETRAIN_EVERY = ("monthly", "weekly")
-
-
-def retraining_days(sessions: list[dt.date], every: str) -> list[dt.date]:
-    """The first session of each month (or ISO week) among ``sessions``."""
-    if every not in RETRAIN_EVERY:
-        raise UsageError(f"retrain must be one of {', '.join(RETRAIN_EVERY)}, got {every!r}")
-    key = (lambda d: (d.year, d.month)) if every == "monthly" else (lambda d: d.isocalendar()[:2])
-    days, seen = [], set()
-    for day in sessions:
-        if key(day) not in seen:
-            seen.add(key(day))
-            days.append(day)
-    return days
+MODEL_SCORER = "failcast model"
 
 
 @dataclass
 class Step:
     retrained_on: dt.date
     trained_through: dt.date | None
-    scorer: str
+    action: str
+    scorer: str  # the published model name: the model's, or baseline:<name>
+    version: str
     rows: int
     note: str = ""
+
+
+def retraining_points(policy: RetrainPolicy, calendar: TradingCalendar,
+                      sessions: list[dt.date]) -> list[dt.date]:
+    """The retraining days whose models score ``sessions``: the one before the first session,
+    then every retraining day before the last."""
+    first = policy.last_retraining_day_before(calendar, sessions[0])
+    return [first, *(d for d in policy.retraining_days(calendar, sessions[0], sessions[-1])
+                     if d < sessions[-1])]
 
 
 def walk_forward(
@@ -53,49 +54,52 @@ def walk_forward(
     calendar: TradingCalendar,
     start: dt.date,
     end: dt.date,
+    policy: RetrainPolicy,
     *,
-    max_severity: int = 4,
-    train_sessions: int = 500,
-    retrain: str = "monthly",
-    config: TrainConfig | None = None,
+    model_name: str = "failcast-risk",
     on_step: Callable[[Step, int, int], None] | None = None,
 ) -> tuple[pl.DataFrame, list[Step]]:
     """Scores of every system in service on each as-of day ``start..end``.
 
-    Columns: system_id, as_of, target_date, risk, recent_incident_rate, operator_rule,
-    trained_through. When a window holds too few failures for a model, the recent incident
-    rate scores that period (and the step says so).
+    Columns: system_id, as_of, target_date, risk, recent_incident_rate, operator_rule (both
+    refitted at each retraining day, on the same labels the served model saw), retrained_on,
+    trained_through, scorer (``model_name`` or ``baseline:<name>``), model_version, action.
     """
     sessions = calendar.sessions(start, end)
     if not sessions:
         raise DataError(f"no trading day between {start} and {end}")
-    points = retraining_days(sessions, retrain)
+    points = retraining_points(policy, calendar, sessions)
+    registry = InMemoryRegistry(model_name)
     frames, steps = [], []
     for index, day in enumerate(points):
-        until = points[index + 1] if index + 1 < len(points) else None
-        period = [d for d in sessions if d >= day and (until is None or d < until)]
-        window = labelled_window(calendar, day, train_sessions)
-        train = training_frame(con, calendar, window, max_severity, known_at=day, config=config)
+        until = points[index + 1] if index + 1 < len(points) else sessions[-1]
+        period = [d for d in sessions if day < d <= until]
+        training = policy.build_training_set(con, calendar, day)
+        outcome = policy.retrain(training, registry)
         rows = read_features(con, period[0], period[-1])
-        whole = train.filter(~pl.col("thinned")) if "thinned" in train.columns else train
-        baselines = fitted_baselines(whole) if whole.height else [RecentRate()]
-        try:
-            model = FailureModel.fit(train, feature_names(train), config)
-            risk, scorer, note = model.predict(rows), "model", ""
-        except NotEnoughData as exc:
-            risk, scorer, note = baselines[0].predict(rows), "recent_incident_rate", str(exc)
-        scored = rows.select("system_id", "as_of", "target_date").with_columns(
-            risk=pl.Series(np.asarray(risk, dtype=float)),
-            **{b.name: pl.Series(b.predict(rows)) for b in baselines},
-            trained_through=pl.lit(window.last),
-            scorer=pl.lit(scorer),
-        )
-        frames.append(scored)
-        step = Step(day, window.last, scorer, rows.height, note)
+        frames.append(_scored(rows, outcome, training))
+        served = outcome.served
+        step = Step(day, served.trained_through, outcome.action, served.registered.name,
+                    served.registered.version, rows.height, outcome.reason)
         steps.append(step)
         if on_step:
             on_step(step, index + 1, len(points))
+        del training, outcome, rows  # before the next training set is read: one at a time
     return pl.concat(frames, how="diagonal_relaxed"), steps
+
+
+def _scored(rows: pl.DataFrame, outcome: RetrainOutcome, training) -> pl.DataFrame:
+    served = outcome.served
+    baselines = fitted_baselines(whole_rows(training.refit))
+    return rows.select("system_id", "as_of", "target_date").with_columns(
+        risk=pl.Series(np.clip(np.asarray(served.scorer.predict(rows), dtype=float), 0.0, 1.0)),
+        **{b.name: pl.Series(np.asarray(b.predict(rows), dtype=float)) for b in baselines},
+        retrained_on=pl.lit(outcome.as_of),
+        trained_through=pl.lit(served.trained_through),
+        scorer=pl.lit(served.registered.name),
+        model_version=pl.lit(served.registered.version),
+        action=pl.lit(outcome.action),
+    )
 
 
 def with_labels(con: duckdb.DuckDBPyConnection, calendar: TradingCalendar, scores: pl.DataFrame,
@@ -109,11 +113,10 @@ def with_labels(con: duckdb.DuckDBPyConnection, calendar: TradingCalendar, score
 
 
 def evaluate_scores(scores: pl.DataFrame) -> pl.DataFrame:
-    """The model against the baselines on every backtest row whose label is known."""
+    """The deployed policy against the baselines on every backtest row whose label is known."""
     known = scores.filter(pl.col("label").is_not_null())
     if known.is_empty() or known["label"].sum() == 0:
         return pl.DataFrame()
     names = [c for c in ("risk", "recent_incident_rate", "operator_rule") if c in known.columns]
     table = compare(known, {name: known[name].fill_null(0).to_numpy() for name in names})
-    return table.with_columns(
-        pl.col("scorer").replace({"risk": "failcast model"}))
+    return table.with_columns(pl.col("scorer").replace({"risk": MODEL_SCORER}))

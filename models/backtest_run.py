@@ -2,8 +2,8 @@
 
 This is how failcast is judged on estates it has never seen: ingest the source, build the
 features of every as-of day the walk-forward needs (the test range and the training history
-before it), score the range walk-forward, attach the outcomes that are known, and compare the
-model with the baselines.
+before it), replay the deployed retraining policy over the range, attach the outcomes that are
+known, and compare what served with the baselines.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from features.metric_stats import build_metric_day_stats
 from features.source import Source
 from features.trading_time import TradingCalendar
 from features.warehouse import Warehouse
-from models.backtest import Step, evaluate_scores, walk_forward, with_labels
-from models.model import TrainConfig
+from models.backtest import Step, evaluate_scores, retraining_points, walk_forward, with_labels
+from models.lifecycle import RetrainPolicy
 
 
 @dataclass
@@ -57,17 +57,17 @@ def backtest_source(
     end: dt.date,
     work: Path,
     *,
+    policy: RetrainPolicy | None = None,
     out: Path | None = None,
-    max_severity: int = 4,
-    retrain: str = "monthly",
-    train_sessions: int = 500,
+    model_name: str = "failcast-risk",
     threads: int = 2,
     memory_limit: str = "1500MB",
-    config: TrainConfig | None = None,
     progress: bool = True,
 ) -> BacktestResult:
     from tqdm import tqdm
 
+    policy = policy or RetrainPolicy()
+    config = policy.config
     source = Source.open(source_dir)
     sessions = calendar.sessions(start, end)
     if not sessions:
@@ -91,7 +91,9 @@ def backtest_source(
         load_source_tables(con, source)
         con.execute("DELETE FROM metrics")  # the span below is read before metrics are loaded
         data_first, _ = _data_span(con)
-        wanted = calendar.sessions_back(start, train_sessions + LOOKBACK_SESSIONS + 1)
+        first_retrain = retraining_points(policy, calendar, sessions)[0]
+        wanted = calendar.sessions_back(
+            first_retrain, config.train_sessions + config.holdout_sessions + LOOKBACK_SESSIONS + 1)
         if data_first and data_first > wanted:
             wanted = data_first
         history_first = calendar.sessions(max(wanted, calendar.first_day + dt.timedelta(days=1)),
@@ -112,15 +114,14 @@ def backtest_source(
         _, data_last = _data_span(con)
 
     with warehouse.reader() as con:
-        steps_bar = bar(1, f"walk-forward ({retrain} retraining)")
+        steps_bar = bar(1, f"walk-forward ({config.cadence} retraining)")
         scores, steps = walk_forward(
-            con, calendar, start, end, max_severity=max_severity, train_sessions=train_sessions,
-            retrain=retrain, config=config,
+            con, calendar, start, end, policy, model_name=model_name,
             on_step=lambda step, done, total: _tick(steps_bar, done, total),
         )
         steps_bar.close()
         known_at = calendar.last_session_on_or_before(data_last) if data_last else end
-        scores = with_labels(con, calendar, scores, max_severity, known_at)
+        scores = with_labels(con, calendar, scores, config.max_severity, known_at)
         lap("walk-forward")
 
     scores = scores.sort("as_of", "system_id")
@@ -146,3 +147,32 @@ def write_scores(scores: pl.DataFrame, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     write = scores.write_parquet if suffix == ".parquet" else (lambda p: write_safe_csv(scores, p))
     write_atomically(out, write, what="the backtest file")
+
+
+def log_backtest(registry, scores: pl.DataFrame, table: pl.DataFrame, steps, policy,
+                 params: dict, tags: dict) -> tuple[str, str]:
+    """The backtest as an MLflow run named for its range (``backtest 2025-10..2026-09``)."""
+    import tempfile
+
+    from models.evaluate import HEADLINE, plots
+
+    known = scores.filter(pl.col("label").is_not_null())
+    first, last = scores["as_of"].min(), scores["as_of"].max()
+    steps_table = pl.DataFrame([{"retrained_on": s.retrained_on, "action": s.action,
+                                 "serving": f"{s.scorer} v{s.version}",
+                                 "trained_through": s.trained_through, "rows": s.rows}
+                                for s in steps])
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = plots(known, {name: known[name].to_numpy() for name in
+                                ("risk", "recent_incident_rate", "operator_rule")}, None, Path(tmp),
+                        title="the backtest's days")
+        return registry.log_backtest(
+            params={**policy.config.params(), **params},
+            metrics={f"{row['scorer'].replace(' ', '_')}_{k}": row[k]
+                     for row in table.iter_rows(named=True) for k in HEADLINE},
+            tables={"backtest_metrics": table, "retrainings": steps_table},
+            plots=figures,
+            tags={**tags, "run_name": f"backtest {first:%Y-%m}..{last:%Y-%m}",
+                  "retrainings": str(len(steps)),
+                  "served_by_fallback": str(sum(1 for s in steps if s.scorer.startswith("baseline:")))},
+        )

@@ -97,10 +97,11 @@ def best_iteration(booster: lgb.Booster, X: np.ndarray, label: np.ndarray, patie
     return best
 
 
-def train_trees(address: str, fit: pl.DataFrame, stop: pl.DataFrame, features: list[str],
+def train_trees(address: str, fit: pl.DataFrame, stop: pl.DataFrame | None, features: list[str],
                 config) -> tuple[lgb.Booster, dict]:
     """Boosted trees on the cluster at ``address`` from the tree period ``fit``, stopped on
-    ``stop``; returns the booster (cut at its best iteration) and facts for ``model.info``."""
+    ``stop`` (without it, all ``max_rounds``: a refit); returns the booster (cut at its best
+    iteration) and facts for ``model.info``."""
     from lightgbm.dask import DaskLGBMClassifier
 
     from models.model import matrix
@@ -122,6 +123,9 @@ def train_trees(address: str, fit: pl.DataFrame, stop: pl.DataFrame, features: l
         booster = estimator.booster_
     finally:
         client.close()
+    if stop is None:
+        return booster, {"engine": "dask", "dask_workers": len(workers),
+                         "dask_partitions": X.npartitions}
     best = best_iteration(booster, matrix(stop, features), stop["label"].to_numpy(),
                           config.early_stopping_rounds)
     # Keep the trees up to the best iteration only, as a local early-stopped model is saved.

@@ -63,13 +63,16 @@ def training_frame(
     max_severity: int,
     known_at: dt.date,
     config: TrainConfig | None = None,
+    *,
+    refit: bool = False,
 ) -> pl.DataFrame:
     """Features of ``window`` with a ``label`` column, only labels known at ``known_at``.
 
     Failures are rare, so the quiet rows of the period the trees learn from are thinned here,
     in SQL, before they reach memory (``TrainConfig.quiet_per_failure`` per failure); the later
     periods, for early stopping and calibration, are read whole. Column ``thinned`` marks the
-    rows of the thinned period: rates estimated from data (baselines) must skip them.
+    rows of the thinned period: rates estimated from data (baselines) must skip them. For a
+    ``refit`` (``FailureModel.refit``) the trees' period is the oldest 85%, not 70%.
     """
     from features.warehouse import quote_ident
 
@@ -82,7 +85,9 @@ def training_frame(
         "SELECT DISTINCT as_of FROM window_labels ORDER BY as_of").fetchall()]
     keep = 1.0
     try:
-        tree_period = TimeSplit.of(days, config.fit_share, config.stop_share).fit
+        split = (TimeSplit.for_refit(days, config.fit_share + config.stop_share) if refit
+                 else TimeSplit.of(days, config.fit_share, config.stop_share))
+        tree_period = split.fit
         failures, quiet = con.execute(
             "SELECT count(*) FILTER (WHERE label), count(*) FILTER (WHERE NOT label) "
             "FROM window_labels WHERE as_of BETWEEN ? AND ?", list(tree_period)).fetchall()[0]

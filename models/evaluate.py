@@ -76,20 +76,12 @@ def reliability(label: np.ndarray, score: np.ndarray, bins: int = 10) -> pl.Data
     return pl.DataFrame({"mean_risk": predicted, "observed_rate": observed})
 
 
-def beats(candidate: dict, reference: dict, brier_tolerance: float = 0.02) -> tuple[bool, str]:
-    """Whether ``candidate`` is better than ``reference`` on the same rows, and why (not)."""
-    pr, ref_pr = candidate["pr_auc"], reference["pr_auc"]
-    brier, ref_brier = candidate["brier"], reference["brier"]
-    if not pr > ref_pr:
-        return False, f"PR-AUC {pr:.4f} is not above {ref_pr:.4f}"
-    if brier > ref_brier * (1 + brier_tolerance):
-        return False, f"Brier {brier:.5f} is worse than {ref_brier:.5f}"
-    return True, f"PR-AUC {pr:.4f} > {ref_pr:.4f}, Brier {brier:.5f} vs {ref_brier:.5f}"
-
-
 def plots(frame: pl.DataFrame, scores: dict[str, np.ndarray], importance: pl.DataFrame | None,
-          out: Path) -> dict[str, Path]:
-    """PR curves, reliability curves and feature importance as PNG files under ``out``."""
+          out: Path, title: str = "the held-out days") -> dict[str, Path]:
+    """PR curves, reliability curves and feature importance as PNG files under ``out``.
+
+    The axes fit the data: at a base rate of 0.2% the precision that matters is a few percent
+    and the risks are below 1%, so the limits come from the curves, not from 0..1."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,11 +92,14 @@ def plots(frame: pl.DataFrame, scores: dict[str, np.ndarray], importance: pl.Dat
     files: dict[str, Path] = {}
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
+    top = label.mean()
     for name, score in scores.items():
         precision, recall, _ = precision_recall_curve(label, score)
         ax.plot(recall, precision, label=f"{name} (AP {average_precision_score(label, score):.3f})")
-    ax.axhline(label.mean(), color="grey", lw=0.8, ls=":", label=f"base rate {label.mean():.3f}")
-    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall on the held-out days")
+        top = max(top, float(precision[recall >= 0.02].max(initial=0.0)))
+    ax.axhline(label.mean(), color="grey", lw=0.8, ls=":", label=f"base rate {label.mean():.4f}")
+    ax.set(xlabel="recall", ylabel="precision", title=f"Precision-recall on {title}",
+           xlim=(0, 1), ylim=(0, min(1.0, top * 1.15)))
     ax.legend(fontsize=8)
     files["pr_curve"] = out / "pr_curve.png"
     fig.tight_layout()
@@ -112,13 +107,14 @@ def plots(frame: pl.DataFrame, scores: dict[str, np.ndarray], importance: pl.Dat
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 5))
-    top = max(max(float(np.max(s)) for s in scores.values()), label.mean() * 3, 0.05)
-    ax.plot([0, top], [0, top], color="grey", lw=0.8, ls=":")
-    for name, score in scores.items():
-        curve = reliability(label, np.asarray(score))
+    curves = {name: reliability(label, np.asarray(score)) for name, score in scores.items()}
+    top = max([label.mean() * 2] + [float(max(c["mean_risk"].max(), c["observed_rate"].max()))
+                                    for c in curves.values() if c.height]) * 1.1
+    ax.plot([0, top], [0, top], color="grey", lw=0.8, ls=":", label="perfectly calibrated")
+    for name, curve in curves.items():
         ax.plot(curve["mean_risk"], curve["observed_rate"], marker="o", label=name)
-    ax.set(xlabel="mean predicted risk", ylabel="observed failure rate",
-           title="Reliability (calibration)")
+    ax.set(xlabel="mean predicted risk (deciles of risk)", ylabel="observed failure rate",
+           title=f"Reliability on {title}", xlim=(0, top), ylim=(0, top))
     ax.legend(fontsize=8)
     files["calibration"] = out / "calibration.png"
     fig.tight_layout()

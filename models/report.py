@@ -77,6 +77,9 @@ def render_change_review(
     mlflow_url: str | None = None,
     feeds: list | None = None,
     unscored_changes: list[dict] | None = None,
+    trained_through: str | None = None,
+    model_age: int | None = None,
+    age_warn: int | None = None,
 ) -> str:
     """The HTML page for one as-of day's published scores.
 
@@ -84,7 +87,8 @@ def render_change_review(
     the rows' ``data_status`` they make the banner that opens the page. ``unscored_changes``
     are the window's changes on systems without a score that day
     (``models.scoring.change_entries``): unknown, not yet or no longer in service. They are
-    listed with the others, their reason saying why.
+    listed with the others, their reason saying why. ``model_age``: trading days from the
+    newest label the model learned (``trained_through``) to the as-of day.
     """
     info = {row["system_id"]: row for row in systems.iter_rows(named=True)}
     rows = []
@@ -120,6 +124,9 @@ def render_change_review(
         "cutoff": cutoff, "target_cutoff": target_cutoff, "timezone": timezone,
         "model_name": first.get("model_name"), "model_version": first.get("model_version"),
         "scored_at": first.get("scored_at"), "mlflow_url": mlflow_url,
+        "baseline": str(first.get("model_name") or "").startswith("baseline:"),
+        "trained_through": trained_through, "model_age": model_age,
+        "model_stale": model_age is not None and age_warn is not None and model_age > age_warn,
         "systems_scored": scores.height,
         "tiers": [{"name": t, "count": sum(1 for r in rows if r["tier"] == t)} for t in TIERS],
         "actions": [{"name": a, "css": _css(a), "count": sum(1 for c in changes if c["action"] == a)}

@@ -2,8 +2,9 @@
 
 - ``nightly_job`` (ingest, features, score, publish) for the as-of day, scheduled half an hour
   after the cutoff (18:30 by default) in the configured timezone, on trading days only.
-- ``retrain_job`` (training set, gated model) every Saturday morning; the champion alias moves
-  only when the new model beats it.
+- ``retrain_job`` (training set, gated model) at 06:00 after each retraining day of the policy
+  (the last trading day of each week, or month: ``[model] retrain_every``), as of that day;
+  the policy decides what serves (``models.lifecycle``), and the backtest replays the same days.
 - ``source_data_sensor`` (off by default): starts the nightly run as soon as new files land in
   the source after the day's cutoff, for firms whose post-market batch has no fixed time.
 - ``risk_scores_freshness``: Dagster's time-partition freshness check on ``risk_scores``, due
@@ -20,6 +21,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from features.trading_time import TradingCalendar
+from models.lifecycle import RetrainPolicy
 
 NIGHTLY_DELAY = dt.timedelta(minutes=30)
 # The CAB expects the night's publication by an hour after the nightly run starts.
@@ -81,24 +83,36 @@ def nightly_schedule(calendar: TradingCalendar) -> dg.ScheduleDefinition:
     return _nightly
 
 
-def retrain_schedule(calendar: TradingCalendar) -> dg.ScheduleDefinition:
+def retrain_due(calendar: TradingCalendar, policy: RetrainPolicy, today: dt.date) -> dt.date | None:
+    """The as-of day to retrain on this morning: the last trading day before today, when it is
+    one of the policy's retraining days (its nightly run ended last evening)."""
+    as_of = calendar.last_session_on_or_before(today - dt.timedelta(days=1))
+    return as_of if policy.is_retraining_day(calendar, as_of) else None
+
+
+def retrain_schedule(calendar: TradingCalendar, policy: RetrainPolicy) -> dg.ScheduleDefinition:
+    cadence = policy.config.cadence
+
     @dg.schedule(
-        name="weekly_retrain_schedule",
-        cron_schedule="0 6 * * 6",
+        name="retrain_schedule",
+        cron_schedule="0 6 * * *",
         execution_timezone=calendar.timezone,
         job_name="retrain_job",
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Saturday 06:00: retrain on the week's new labels; the gate decides.",
+        description=f"06:00 after the last trading day of each {cadence[:-2]}: retrain as of "
+                    "that day; the gate decides what serves.",
     )
-    def _weekly(context: dg.ScheduleEvaluationContext):
+    def _retrain(context: dg.ScheduleEvaluationContext):
         today = context.scheduled_execution_time.astimezone(ZoneInfo(calendar.timezone)).date()
-        as_of = calendar.last_session_on_or_before(today)
+        as_of = retrain_due(calendar, policy, today)
+        if as_of is None:
+            return dg.SkipReason(f"the day before {today} ends no {cadence[:-2]}: no retrain")
         return dg.RunRequest(
             run_key=f"retrain-{as_of}",
             run_config={"ops": {"training_set": {"config": {"as_of": as_of.isoformat()}}}},
         )
 
-    return _weekly
+    return _retrain
 
 
 def latest_file_change(source: Path) -> float:

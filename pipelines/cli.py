@@ -20,6 +20,7 @@ from features.errors import EXIT_BUG, EXIT_OK, EXIT_USAGE, FailcastError, UsageE
 
 DEMO_SYSTEMS = 60
 DEMO_START, DEMO_END = dt.date(2025, 4, 1), dt.date(2026, 9, 24)
+DEMO_BACKTEST_SESSIONS = 40  # weekly retrains over two months: the demo stays short
 
 
 def _date(text: str) -> dt.date:
@@ -212,27 +213,34 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train a model on the labels known at an as-of day and put it through the champion gate."""
+    """Retrain as of a day and let the policy decide what serves: the candidate is judged on
+    held-out days against the baselines and the champion's configuration (beyond noise), and
+    the configuration that serves is refitted through the latest labelled day."""
     from pipelines.definitions import build_definitions
     from pipelines.runner import run_job
 
     settings = _settings(args)
     config = {"as_of": args.as_of.isoformat()} if args.as_of else {}
-    run_job(build_definitions(settings), "retrain_job", settings,
-            run_config={"ops": {"training_set": {"config": config}}})
-    from models.registry import CHAMPION
-
-    registry = settings.registry()
-    tags = registry.version_tags(CHAMPION)
-    _say(f"champion: {settings.model_name} v{registry.version_by_alias(CHAMPION).version} "
-         f"({tags.get('decision', '')})")
+    result = run_job(build_definitions(settings), "retrain_job", settings, run_config={"ops": {
+        "training_set": {"config": config},
+        "failure_model": {"config": {"retire_broken_champion": args.retire_broken_champion}},
+    }})
+    found = result.asset_materializations_for_node("failure_model")
+    meta = {k: v.value for k, v in found[-1].metadata.items()} if found else {}
+    _say(f"{meta.get('action', '?')}: {meta.get('serving', '?')} serves, trained through "
+         f"{meta.get('trained_through', '?')}; registered {meta.get('registered', 'nothing')}")
+    _say(f"  {meta.get('decision', '')}")
+    if meta.get("mlflow_run"):
+        _say(f"  MLflow: {meta['mlflow_run']} (make mlflow-ui)")
     return EXIT_OK
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    """Walk-forward backtest of any source directory: every as-of day scored by a model trained
-    only on the labels known at its cutoff. Writes system_id, as_of, target_date, risk (and the
-    baselines and the outcome where known) to --out, .parquet or .csv."""
+    """Walk-forward backtest of any source directory that replays the deployed retraining policy
+    (cadence, hold-out, gate, refit, fallback): every as-of day scored by what would have served
+    then, trained only on the labels known at its cutoff. Writes system_id, as_of, target_date,
+    risk (and the baselines, what served, and the outcome where known) to --out, .parquet or
+    .csv, and logs the run to MLflow."""
     import shutil
     import tempfile
 
@@ -241,6 +249,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.end < args.start:
         raise UsageError(f"--end {args.end} is before --start {args.start}")
+    policy = _backtest_policy(settings, args)
     out = Path(args.out).resolve()
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise UsageError(f"--out must end in .parquet or .csv, got {out.name}")
@@ -250,20 +259,24 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     try:
         result = backtest_source(
             settings.source, settings.calendar, args.start, args.end, work, out=out,
-            max_severity=settings.max_severity, retrain=args.retrain,
-            train_sessions=args.train_days or settings.train_window_days,
-            threads=settings.threads, memory_limit=settings.memory_limit, progress=not args.quiet,
+            policy=policy, model_name=settings.model_name, threads=settings.threads,
+            memory_limit=settings.memory_limit, progress=not args.quiet,
         )
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     scores = result.scores
     _say(f"wrote {out}: {scores.height:,} scores, {scores['system_id'].n_unique():,} systems, "
-         f"{scores['as_of'].n_unique()} as-of days, {len(result.steps)} retrainings "
-         f"in {time.perf_counter() - started:.0f} s")
-    fallback = [s for s in result.steps if s.scorer != "model"]
+         f"{scores['as_of'].n_unique()} as-of days, {len(result.steps)} {policy.config.cadence} "
+         f"retrainings in {time.perf_counter() - started:.0f} s")
+    actions: dict[str, int] = {}
+    for step in result.steps:
+        actions[step.action] = actions.get(step.action, 0) + 1
+    _say("  policy: " + ", ".join(f"{n} {a}" for a, n in sorted(actions.items())))
+    fallback = [s for s in result.steps if s.scorer.startswith("baseline:")]
     if fallback:
-        _say(f"  {len(fallback)} period(s) scored by the recent incident rate: {fallback[0].note}")
+        _say(f"  {len(fallback)} period(s) scored by a baseline (no model had passed the gate), "
+             f"first after {fallback[0].retrained_on}: {fallback[0].note[:300]}")
     if result.metrics.height:
         from models.spreadsheet import write_safe_csv
 
@@ -272,7 +285,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         _print_metrics(result.metrics)
         _say(f"metrics: {metrics_path}")
         if not args.no_mlflow:
-            _log_backtest(settings, args, result)
+            _log_backtest(settings, args, result, policy)
     else:
         _say("no outcome is known for the range yet: no metrics")
     return EXIT_OK
@@ -288,17 +301,24 @@ def _print_metrics(table) -> None:
           f"base rate {first['base_rate']:.5f}")
 
 
-def _log_backtest(settings, args, result) -> None:
-    from models.evaluate import HEADLINE
+def _backtest_policy(settings, args):
+    """The deployed policy, with the cadence and training window the command line asks for."""
+    from dataclasses import replace
+
+    from models.lifecycle import RetrainPolicy
+
+    policy = settings.policy()
+    return RetrainPolicy(replace(policy.config, cadence=args.retrain or policy.config.cadence,
+                                 train_sessions=args.train_days or policy.config.train_sessions))
+
+
+def _log_backtest(settings, args, result, policy) -> None:
+    from models.backtest_run import log_backtest
 
     registry = settings.registry()
-    run_id, experiment_id = registry.log_backtest(
-        params={"source": settings.source, "start": args.start, "end": args.end,
-                "retrain": args.retrain, "train_sessions": args.train_days or settings.train_window_days},
-        metrics={f"{row['scorer'].replace(' ', '_')}_{k}": row[k]
-                 for row in result.metrics.iter_rows(named=True) for k in HEADLINE},
-        table=result.metrics,
-        tags={"run_name": f"backtest {settings.source.name} {args.start}..{args.end}"})
+    run_id, experiment_id = log_backtest(
+        registry, result.scores, result.metrics, result.steps, policy,
+        {"source": settings.source, "start": args.start, "end": args.end}, {})
     _say(f"MLflow: {registry.run_url(run_id, experiment_id)} (make mlflow-ui)")
 
 
@@ -455,8 +475,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _say(f"[3/6] train as of {today} (MLflow, champion gate)")
     run_job(defs, "retrain_job", settings,
             run_config={"ops": {"training_set": {"config": {"as_of": today.isoformat()}}}})
-    _say("[4/6] walk-forward backtest of the last 120 trading days, and its track record")
-    run_job(defs, "backtest_job", settings)
+    first = calendar.sessions_back(history[-1], DEMO_BACKTEST_SESSIONS)
+    _say(f"[4/6] the deployed retraining policy replayed over {first}..{history[-2]} "
+         "(walk-forward backtest; docs/model.md reports a whole year), and its track record")
+    run_job(defs, "backtest_job", settings,
+            run_config={"ops": {"backtest": {"config": {"start": first.isoformat()}}}})
     _say(f"[5/6] nightly run for as-of {today}: ingest, features, score, publish")
     run_job(defs, "nightly_job", settings, today, today)
     _say("[6/6] track record of the published nights")
@@ -550,18 +573,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="publish even when feeds are stale or telemetry is missing across the "
                         "estate (every surface marks it); by default such a night is refused, exit 2")
 
-    p = add("train", cmd_train, "train a model and put it through the champion gate")
+    p = add("train", cmd_train, "retrain as of a day; the policy's gate decides what serves")
     where(p)
     p.add_argument("--as-of", type=_date, help="train on the labels known at this day (default: latest)")
+    p.add_argument("--retire-broken-champion", action="store_true",
+                   help="first take the alias 'champion' off a version whose artifacts are "
+                        "missing or unreadable (it stays registered, tagged 'retired')")
 
     p = add("backtest", cmd_backtest, "walk-forward backtest of any source directory")
     where(p)
     p.add_argument("--start", type=_date, required=True, help="first as-of day to score")
     p.add_argument("--end", type=_date, required=True, help="last as-of day to score")
     p.add_argument("--out", required=True, help="output file, .parquet or .csv")
-    p.add_argument("--retrain", choices=("monthly", "weekly"), default="monthly",
-                   help="how often the walk-forward retrains (default monthly)")
-    p.add_argument("--train-days", type=_positive, help="trading days of labels per training (default 500)")
+    p.add_argument("--retrain", choices=("monthly", "weekly"),
+                   help="retraining cadence (default: [model] retrain_every, weekly)")
+    p.add_argument("--train-days", type=_positive,
+                   help="trading days of labels per training (default: [model] train_window_days, 500)")
     p.add_argument("--work", help="keep the backtest's warehouse in this directory (default: a temporary one)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log the backtest to MLflow")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

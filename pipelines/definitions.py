@@ -52,7 +52,7 @@ def build_definitions(settings: Settings, today: dt.date | None = None) -> dg.De
         ],
         asset_checks=freshness_checks,
         jobs=build_jobs(),
-        schedules=[nightly_schedule(calendar), retrain_schedule(calendar)],
+        schedules=[nightly_schedule(calendar), retrain_schedule(calendar, settings.policy())],
         sensors=[source_data_sensor(calendar, settings.source), freshness_sensor,
                  abandoned_runs_sensor],
         resources=build_resources(settings),

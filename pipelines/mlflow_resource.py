@@ -1,7 +1,8 @@
 """A small MLflow resource over ``MlflowClient``.
 
 ``dagster-mlflow`` leaves runs RUNNING and pins old pandas; this resource only carries the
-tracking URI, the artifact location and the registered model name, and hands out a
+tracking URI, the artifact location, the registered model name and the time MLflow gets to
+answer, and hands out a
 ``models.registry.ModelRegistry`` (plain MLflow code, no Dagster) that tags each MLflow run
 with the Dagster run id.
 """
@@ -16,6 +17,7 @@ class MlflowResource(dg.ConfigurableResource):
     artifact_location: str | None = None  # None: the tracking server's artifact destination
     model_name: str = "failcast-risk"
     experiment: str = "failcast"
+    timeout: float = 30.0  # seconds MLflow gets to answer (see models.registry)
 
     def registry(self):
         from models.registry import ModelRegistry
@@ -25,4 +27,5 @@ class MlflowResource(dg.ConfigurableResource):
             artifact_location=self.artifact_location,
             model_name=self.model_name,
             experiment=self.experiment,
+            timeout=self.timeout,
         )

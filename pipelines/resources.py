@@ -46,8 +46,9 @@ class FailcastResource(dg.ConfigurableResource):
         return Source.open(self.settings.source)
 
 
-def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManager]:
     """The resources of one deployment; the only place that chooses between environments."""
+    from pipelines.io_managers import TrainingSetIOManager
     from pipelines.mlflow_resource import MlflowResource
 
     return {
@@ -56,5 +57,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             tracking_uri=settings.tracking_uri,
             artifact_location=settings.artifact_location,
             model_name=settings.model_name,
+            timeout=settings.mlflow_timeout,
         ),
+        "training_set_io": TrainingSetIOManager(base_dir=str(settings.home / "training_sets")),
     }

@@ -78,6 +78,33 @@ def _positive_float(value: Any) -> float:
     return number
 
 
+CADENCES = ("weekly", "monthly")  # models.lifecycle.CADENCES, without importing the models here
+
+
+def _cadence(value: Any) -> str:
+    if str(value) not in CADENCES:
+        raise ValueError(f"must be one of {', '.join(CADENCES)}, got {value!r}")
+    return str(value)
+
+
+def _non_negative(value: Any) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise ValueError(f"must be zero or more, got {value!r}")
+    return number
+
+
+def _confidence(value: Any) -> float:
+    number = float(value)
+    if not 0.5 <= number < 1.0:
+        raise ValueError(f"must be a confidence level between 0.5 and 1, got {value!r}")
+    return number
+
+
+def _optional_sessions(value: Any) -> int | None:
+    return None if value in (None, "") else _positive_int(value)
+
+
 def _thresholds(value: Any) -> tuple[float, float, float]:
     parts = value.split(",") if isinstance(value, str) else list(value)
     numbers = tuple(float(p) for p in parts)
@@ -128,6 +155,18 @@ FIELDS: tuple[Field, ...] = (
           "trading days of labels a model trains on"),
     Field("holdout_days", "model", "holdout_days", _positive_int,
           "latest trading days held out to compare a new model with the champion"),
+    Field("retrain_every", "model", "retrain_every", _cadence,
+          "retraining cadence (weekly or monthly): the schedule and the backtest's default"),
+    Field("champion_warn_age", "model", "champion_warn_age", _optional_sessions,
+          "trading days since the champion's newest label that warn (default: 2 periods)"),
+    Field("champion_max_age", "model", "champion_max_age", _optional_sessions,
+          "trading days since the champion's newest label that block publishing (default: 4 periods)"),
+    Field("gate_min_improvement", "gate", "min_improvement", _non_negative,
+          "PR-AUC points a model must gain over a baseline or the champion, beyond noise"),
+    Field("gate_confidence", "gate", "confidence", _confidence,
+          "level of the bootstrap interval of the hold-out PR-AUC difference"),
+    Field("gate_resamples", "gate", "resamples", _positive_int,
+          "bootstrap resamples of the hold-out days"),
     Field("model_name", "model", "name", _text, "registered model name in MLflow"),
     Field("tier_thresholds", "risk", "tier_thresholds", _thresholds,
           "risk at which a system becomes elevated, high, critical"),
@@ -135,6 +174,8 @@ FIELDS: tuple[Field, ...] = (
           "systems on the CAB's watch list each night (the track record counts them as foreseen)"),
     Field("mlflow_tracking_uri", "mlflow", "tracking_uri", _optional_text,
           "MLflow tracking URI (default: SQLite under the home directory)"),
+    Field("mlflow_timeout", "mlflow", "timeout", _positive_float,
+          "seconds MLflow gets to answer before a run fails (its HTTP retries included)"),
     Field("threads", "engine", "threads", _positive_int, "DuckDB threads"),
     Field("memory_limit", "engine", "memory_limit", _text, "DuckDB memory limit"),
     Field("lock_timeout_s", "engine", "lock_timeout_s", _seconds,
@@ -161,10 +202,17 @@ class Settings:
     start: dt.date | None = None
     train_window_days: int = 500
     holdout_days: int = 40
+    retrain_every: str = "weekly"
+    champion_warn_age: int | None = None
+    champion_max_age: int | None = None
+    gate_min_improvement: float = 0.0
+    gate_confidence: float = 0.90
+    gate_resamples: int = 1000
     model_name: str = "failcast-risk"
     tier_thresholds: tuple[float, float, float] = (0.05, 0.15, 0.35)
     watch_list_size: int = 10
     mlflow_tracking_uri: str | None = None
+    mlflow_timeout: float = 30.0
     threads: int = 2
     memory_limit: str = "1500MB"
     lock_timeout_s: float = 60.0
@@ -217,7 +265,29 @@ class Settings:
         """The MLflow model registry of these settings (tracking store, artifacts, model name)."""
         from models.registry import ModelRegistry
 
-        return ModelRegistry(self.tracking_uri, self.artifact_location, self.model_name)
+        return ModelRegistry(self.tracking_uri, self.artifact_location, self.model_name,
+                             timeout=self.mlflow_timeout)
+
+    def policy(self):
+        """The retraining policy of these settings (cadence, windows, gate)."""
+        from models.gate import GateConfig
+        from models.lifecycle import PolicyConfig, RetrainPolicy
+
+        return RetrainPolicy(PolicyConfig(
+            cadence=self.retrain_every,
+            train_sessions=self.train_window_days,
+            holdout_sessions=self.holdout_days,
+            max_severity=self.max_severity,
+            gate=GateConfig(min_improvement=self.gate_min_improvement,
+                            confidence=self.gate_confidence, resamples=self.gate_resamples),
+        ))
+
+    @property
+    def champion_age_limits(self) -> tuple[int, int]:
+        """(warn, block): trading days since the serving model's newest label."""
+        policy = self.policy()
+        return (self.champion_warn_age or policy.default_warn_age(),
+                self.champion_max_age or policy.default_max_age())
 
     def with_values(self, **values: Any) -> Settings:
         return replace(self, **values)

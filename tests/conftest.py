@@ -54,6 +54,17 @@ def tiny_estate(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def trained_home(small_estate, tmp_path_factory):
+    """The small estate's history with features and two weekly retrains (tests.lifecycle_home)."""
+    from tests.lifecycle_home import build_trained_home
+
+    try:
+        yield build_trained_home(small_estate, tmp_path_factory.mktemp("trained"))
+    finally:
+        os.environ["DAGSTER_HOME"] = ""
+
+
 def write_source(
     root: Path,
     systems: str = "system_id,tier\nA,1\nB,2\n",

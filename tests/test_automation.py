@@ -6,7 +6,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from features.trading_time import TradingCalendar
-from pipelines.automation import freshness_due, nightly_due
+from models.lifecycle import PolicyConfig, RetrainPolicy
+from pipelines.automation import freshness_due, nightly_due, retrain_due
 
 CAL = TradingCalendar("XSHG", "Asia/Shanghai")
 SH = ZoneInfo("Asia/Shanghai")
@@ -53,3 +54,14 @@ def test_calendar_check_warns_a_month_before_the_calendar_ends():
 ])
 def test_publication_freshness_is_judged_after_the_deadline_on_trading_days(when, due):
     assert freshness_due(CAL, when, dt.time(19, 30)) is due
+
+
+def test_the_retrain_runs_the_morning_after_each_retraining_day():
+    weekly = RetrainPolicy(PolicyConfig(cadence="weekly"))
+    assert retrain_due(CAL, weekly, dt.date(2025, 9, 27)) == dt.date(2025, 9, 26)  # Saturday
+    assert retrain_due(CAL, weekly, dt.date(2025, 9, 28)) == dt.date(2025, 9, 26)  # same run key
+    assert retrain_due(CAL, weekly, dt.date(2025, 10, 1)) == dt.date(2025, 9, 30)  # holidays
+    assert retrain_due(CAL, weekly, dt.date(2025, 9, 26)) is None  # Friday's night not run yet
+    monthly = RetrainPolicy(PolicyConfig(cadence="monthly"))
+    assert retrain_due(CAL, monthly, dt.date(2025, 9, 27)) is None
+    assert retrain_due(CAL, monthly, dt.date(2025, 11, 1)) == dt.date(2025, 10, 31)

@@ -9,18 +9,20 @@ from polars.testing import assert_frame_equal
 
 from features.trading_time import TradingCalendar
 from models.backtest_run import backtest_source
+from models.lifecycle import PolicyConfig, RetrainPolicy
 from models.model import TrainConfig
 from pipelines.cli import main
 
 CAL = TradingCalendar("XSHG", "Asia/Shanghai")
-AS_OF = dt.date(2025, 7, 15)
-CONFIG = TrainConfig(min_failures=10)
+AS_OF = dt.date(2025, 7, 8)  # served by the model the policy promotes on Friday 2025-07-04
+NEXT = dt.date(2025, 7, 9)
+POLICY = RetrainPolicy(PolicyConfig(train_sessions=100, holdout_sessions=30,
+                                    candidate=TrainConfig(min_failures=10)))
 
 
 def scores_for(source, work, end=AS_OF):
-    result = backtest_source(source, CAL, AS_OF, end, work, train_sessions=100, config=CONFIG,
-                             progress=False)
-    assert result.steps[0].scorer == "model"
+    result = backtest_source(source, CAL, AS_OF, end, work, policy=POLICY, progress=False)
+    assert result.steps[0].scorer == "failcast-risk"  # a model, not a fallback baseline
     return result.scores.filter(pl.col("as_of") == AS_OF).drop("label")
 
 
@@ -31,21 +33,21 @@ def test_changing_anything_after_the_cutoff_never_changes_a_score(small_estate, 
     systems = pl.read_csv(future / "systems.csv")["system_id"].to_list()
     with (future / "incidents.csv").open("a") as handle:
         for n, system in enumerate(systems):  # every system fails right after the cutoff
-            handle.write(f"F{n},{system},2025-07-15T18:00:01,,1,Hardware,after the cutoff,,\n")
+            handle.write(f"F{n},{system},{AS_OF}T18:00:01,,1,Hardware,after the cutoff,,\n")
     incidents = pl.read_csv(future / "incidents.csv", infer_schema=False)
-    late = pl.col("opened_at") > "2025-07-15T18:00:00"
+    late = pl.col("opened_at") > f"{AS_OF}T18:00:00"
     incidents.with_columns(severity=pl.when(late).then(pl.lit("1")).otherwise("severity")).write_csv(
         future / "incidents.csv")
     changes = pl.read_csv(future / "changes.csv", infer_schema=False)
     extra = pl.DataFrame([{c: "" for c in changes.columns} | {
-        "change_id": f"LATE{n}", "system_id": s, "scheduled_start": "2025-07-16T20:00:00",
-        "created_at": "2025-07-15T19:00:00", "risk_level": "high", "change_type": "release"}
+        "change_id": f"LATE{n}", "system_id": s, "scheduled_start": f"{NEXT}T20:00:00",
+        "created_at": f"{AS_OF}T19:00:00", "risk_level": "high", "change_type": "release"}
         for n, s in enumerate(systems)])
     pl.concat([changes, extra]).write_csv(future / "changes.csv")
     (future / "metrics" / "late").mkdir()
     (future / "metrics" / "late" / "spike.csv").write_text(
         "ts,system_id,metric,value\n" + "".join(
-            f"2025-07-16T10:00:00,{s},cpu_pct,1000\n" for s in systems))
+            f"{NEXT}T10:00:00,{s},cpu_pct,1000\n" for s in systems))
     after = scores_for(future, tmp_path / "w2", end=dt.date(2025, 7, 31))
     assert_frame_equal(before, after)
 

@@ -91,3 +91,13 @@ def test_partitions_are_trading_days_only(defs):
     assert "2025-06-07" not in keys  # a Saturday
     assert "2025-06-02" not in keys  # before start (and Dragon Boat Festival)
     assert keys[-1] == "2025-08-01"  # the evening run's partition exists during its day
+
+
+def test_the_retrain_schedule_follows_the_policys_cadence(defs):
+    schedule = defs.resolve_schedule_def("retrain_schedule")
+    saturday = dt.datetime(2025, 7, 5, 6, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    with dg.build_schedule_context(scheduled_execution_time=saturday,
+                                   repository_def=defs.get_repository_def()) as context:
+        result = schedule.evaluate_tick(context)
+    (request,) = result.run_requests
+    assert request.run_config["ops"]["training_set"]["config"]["as_of"] == "2025-07-04"

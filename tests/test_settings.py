@@ -75,3 +75,28 @@ def test_a_tracking_server_keeps_its_own_artifacts(tmp_path):
                            env={"FAILCAST_MLFLOW_TRACKING_URI": "http://mlflow:5000"})
     assert served.tracking_uri == "http://mlflow:5000"
     assert served.artifact_location is None  # the server's --artifacts-destination
+
+
+def test_the_retraining_policy_comes_from_the_settings(tmp_path):
+    (tmp_path / "failcast.toml").write_text(
+        '[model]\nretrain_every = "monthly"\nholdout_days = 30\n'
+        "[gate]\nmin_improvement = 0.01\nconfidence = 0.8\n")
+    settings = load_settings(tmp_path, tmp_path, env={"FAILCAST_GATE_RESAMPLES": "500"})
+    config = settings.policy().config
+    assert (config.cadence, config.holdout_sessions) == ("monthly", 30)
+    assert (config.gate.min_improvement, config.gate.confidence, config.gate.resamples) == (
+        0.01, 0.8, 500)
+    assert settings.champion_age_limits == (42, 84)  # two and four months of trading days
+    assert load_settings(tmp_path, tmp_path, env={"FAILCAST_CHAMPION_MAX_AGE": "30"}
+                         ).champion_age_limits == (42, 30)
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    ("[model]\nretrain_every = 'daily'\n", r"\[model\] retrain_every: must be one of weekly, monthly"),
+    ("[gate]\nconfidence = 1.5\n", r"\[gate\] confidence: must be a confidence level"),
+    ("[mlflow]\ntimeout = 0\n", r"\[mlflow\] timeout: must be a positive number"),
+])
+def test_a_wrong_policy_setting_is_one_line(tmp_path, toml, message):
+    (tmp_path / "failcast.toml").write_text(toml)
+    with pytest.raises(SettingsError, match=message):
+        load_settings(tmp_path, tmp_path, env={})

@@ -1,18 +1,20 @@
-"""Model assets: the training set, the gated failure model, and the walk-forward backtest."""
+"""Model assets: the training set, the retrained model behind the gate, and the backtest.
+
+All three run ``models.lifecycle.RetrainPolicy``: ``failure_model`` against MLflow, ``backtest``
+against an in-memory registry over a range of days.
+"""
 
 import datetime as dt
-import json
 from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
 
 from features.errors import DataError
-from models.backtest import evaluate_scores, walk_forward, with_labels
+from models.backtest import MODEL_SCORER, evaluate_scores, walk_forward, with_labels
+from models.backtest_run import log_backtest
 from models.evaluate import HEADLINE
-from models.lifecycle import MODEL, TrainingSet, build_training_set, train_and_gate
-from models.model import TrainConfig
-from models.registry import CHAMPION
+from models.lifecycle import CHAMPION, FALLBACK, TrainingSet, champion_age
 from pipelines.metadata import markdown_table
 from pipelines.mlflow_resource import MlflowResource
 from pipelines.resources import FailcastResource
@@ -25,10 +27,13 @@ class TrainingConfig(dg.Config):
     as_of: str | None = None  # default: the latest as-of day with features
 
 
+class RetrainConfig(dg.Config):
+    retire_broken_champion: bool = False  # take the alias off a champion whose files are gone
+
+
 class BacktestConfig(dg.Config):
     start: str | None = None  # default: 120 sessions before the end
     end: str | None = None  # default: the latest as-of day whose labels are known
-    retrain: str = "monthly"
 
 
 def latest_features_day(con) -> dt.date:
@@ -43,101 +48,98 @@ def _evaluation_metadata(table: pl.DataFrame) -> dg.MetadataValue:
     return markdown_table(table.select([c for c in columns if c in table.columns]))
 
 
-def _training_paths(failcast: FailcastResource):
-    folder = failcast.settings.home / "training"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / "train.parquet", folder / "holdout.parquet", folder / "training_set.json"
+def _gate_metadata(decision) -> dg.MetadataValue:
+    return markdown_table(pl.DataFrame(
+        [{"scorer": c.scorer, "reference": c.reference, "pr_auc": c.pr_auc,
+          "reference_pr_auc": c.reference_pr_auc, "difference": c.difference,
+          "interval": c.interval(), "brier_ok": c.brier_ok, "beats": c.beats}
+         for c in decision.comparisons],
+        schema={"scorer": pl.String, "reference": pl.String, "pr_auc": pl.Float64,
+                "reference_pr_auc": pl.Float64, "difference": pl.Float64, "interval": pl.String,
+                "brier_ok": pl.Boolean, "beats": pl.Boolean}))
 
 
 @dg.asset(
     group_name=GROUP,
     kinds={"polars", "parquet"},
     deps=["system_day_features"],
+    io_manager_key="training_set_io",
     description=(
-        "Feature rows with the labels known at the training day: the training days (quiet "
-        "rows of the tree period thinned) and the held-out days after them, as Parquet."
+        "Feature rows with the labels known at the training day: the gated fit's days (quiet "
+        "rows of the tree period thinned), the held-out days after them, and the refit's days "
+        "up to the latest labelled day; one folder per run under training_sets/."
     ),
 )
-def training_set(config: TrainingConfig, failcast: FailcastResource) -> dg.MaterializeResult:
+def training_set(context: dg.AssetExecutionContext, config: TrainingConfig,
+                 failcast: FailcastResource) -> TrainingSet:
     settings = failcast.settings
     with settings.warehouse().reader() as con:
         as_of = dt.date.fromisoformat(config.as_of) if config.as_of else latest_features_day(con)
-        training = build_training_set(con, settings.calendar, as_of,
-                                      max_severity=settings.max_severity,
-                                      train_sessions=settings.train_window_days,
-                                      holdout_sessions=settings.holdout_days)
-    train_path, holdout_path, meta_path = _training_paths(failcast)
-    training.train.write_parquet(train_path)
-    training.holdout.write_parquet(holdout_path)
-    meta_path.write_text(json.dumps({
-        "as_of": str(as_of),
-        "train": [str(training.train_window.first), str(training.train_window.last)],
-        "holdout": [str(training.holdout_window.first), str(training.holdout_window.last)],
-    }))
-    return dg.MaterializeResult(metadata={
+        training = settings.policy().build_training_set(con, settings.calendar, as_of)
+    context.add_output_metadata({
         "as_of": str(as_of),
         "periods": markdown_table(training.summary()),
-        "dagster/row_count": training.train.height + training.holdout.height,
-        "path": dg.MetadataValue.path(str(train_path.parent)),
+        "dagster/row_count": training.train.height + training.holdout.height
+        + training.refit.height,
     })
-
-
-def _load_training_set(failcast: FailcastResource) -> TrainingSet:
-    from models.dataset import Window
-
-    train_path, holdout_path, meta_path = _training_paths(failcast)
-    if not meta_path.exists():
-        raise DataError("no training set yet: materialize training_set first")
-    meta = json.loads(meta_path.read_text())
-
-    def window(pair):
-        return Window(dt.date.fromisoformat(pair[0]), dt.date.fromisoformat(pair[1]))
-
-    return TrainingSet(dt.date.fromisoformat(meta["as_of"]), pl.read_parquet(train_path),
-                       pl.read_parquet(holdout_path), window(meta["train"]), window(meta["holdout"]))
+    return training
 
 
 @dg.asset(
     group_name=GROUP,
     kinds={"lightgbm", "mlflow"},
-    deps=["training_set"],
     description=(
-        "LightGBM failure model, calibrated on a later period, compared with the baselines and "
-        "the champion on the held-out days, logged and registered in MLflow; the alias "
-        "'champion' moves only to a model that beats both."
+        "The retraining policy, run: the candidate (and the champion's configuration) judged "
+        "on the held-out days against the baselines beyond noise, the configuration that "
+        "serves refitted through the latest labelled day and registered whole in MLflow; the "
+        "alias 'champion' moves only after that (the best baseline's 'fallback' while no model "
+        "passes)."
     ),
     check_specs=[dg.AssetCheckSpec(GATE_CHECK, asset="failure_model", blocking=True)],
 )
-def failure_model(context: dg.AssetExecutionContext, failcast: FailcastResource,
+def failure_model(context: dg.AssetExecutionContext, config: RetrainConfig,
+                  training_set: TrainingSet, failcast: FailcastResource,
                   mlflow: MlflowResource) -> Iterator:
-    training = _load_training_set(failcast)
+    settings = failcast.settings
     registry = mlflow.registry()
-    plots_dir = failcast.settings.home / "training" / "plots"
-    scheduler = failcast.settings.dask_scheduler
-    outcome = train_and_gate(training, registry, plots_dir=plots_dir,
-                             config=TrainConfig(dask_scheduler=scheduler),
-                             tags={"dagster_run_id": context.run.run_id,
-                                   "run_name": f"train {training.as_of}"})
-    context.log.info(f"model v{outcome.registered.version}: {outcome.role} ({outcome.reason})")
+    registry.check_available(write=True)  # before the training, not after it
+    if config.retire_broken_champion:
+        retired = registry.retire_broken_champion()
+        context.log.warning(retired or "the champion is whole (or there is none): nothing retired")
+    outcome = settings.policy().retrain(
+        training_set, registry, log=context.log.info,
+        tags={"dagster_run_id": context.run.run_id, "training_set": training_set.origin})
+    served = outcome.served
+    age = (champion_age(settings.calendar, served.trained_through, training_set.as_of)
+           if served.trained_through else None)
+    context.log.info(f"{outcome.action}: {served.registered.name} v{served.registered.version} "
+                     f"serves ({outcome.reason[:300]})")
     yield dg.MaterializeResult(metadata={
-        "model_version": outcome.registered.version,
-        "alias": outcome.role,
+        "action": outcome.action,
+        "serving": f"{served.registered.name} v{served.registered.version} "
+                   f"({served.registered.alias})",
+        "trained_through": str(served.trained_through),
+        "champion_age_sessions": age,
+        "registered": ", ".join(f"{role} v{m.version}" for role, m in outcome.registered.items())
+        or "nothing",
         "decision": outcome.reason,
-        "mlflow_run": dg.MetadataValue.url(outcome.run_url),
+        "gate": _gate_metadata(outcome.decision),
+        "mlflow_run": dg.MetadataValue.url(outcome.run_url or ""),
         "holdout_evaluation": _evaluation_metadata(outcome.evaluation),
-        "pr_auc": outcome.metrics["pr_auc"],
-        "brier": outcome.metrics["brier"],
-        "features": len(outcome.model.features),
-        "plots": dg.MetadataValue.path(str(plots_dir)),
-        "top_features": markdown_table(outcome.model.importance().head(15)),
+        "training_set": training_set.origin,
+        **({"top_features": markdown_table(outcome.candidate.importance().head(15))}
+           if outcome.candidate is not None else {}),
     })
-    champion = registry.version_tags(CHAMPION)
+    model_serves = served.registered.alias == CHAMPION
     yield dg.AssetCheckResult(
         check_name=GATE_CHECK,
-        passed=champion.get("beats_baselines") == "True",
-        metadata={"champion_holdout_pr_auc": champion.get("holdout_pr_auc", ""),
-                  "champion_decision": champion.get("decision", "no champion")},
-        description="The model that scores beat the baselines on its held-out days.",
+        passed=model_serves,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"serving": f"{served.registered.name} v{served.registered.version}",
+                  "action": outcome.action},
+        description=("A model that beat the baselines on its held-out days serves." if model_serves
+                     else f"No model has passed the gate yet: {served.registered.name} scores "
+                          f"(alias '{FALLBACK}') until one does."),
     )
 
 
@@ -146,24 +148,25 @@ def failure_model(context: dg.AssetExecutionContext, failcast: FailcastResource,
     kinds={"lightgbm", "mlflow", "duckdb"},
     deps=["system_day_features"],
     description=(
-        "Walk-forward backtest on the warehouse: every as-of day in the range scored by a model "
-        "retrained monthly on the labels known at the time (table backtest_scores)."
+        "Walk-forward backtest of the deployed retraining policy on the warehouse: every as-of "
+        "day in the range scored by what would have served then (table backtest_scores)."
     ),
 )
 def backtest(context: dg.AssetExecutionContext, config: BacktestConfig,
              failcast: FailcastResource, mlflow: MlflowResource) -> dg.MaterializeResult:
     settings = failcast.settings
     calendar = settings.calendar
+    policy = settings.policy()
     with settings.warehouse().reader() as con:
         latest = latest_features_day(con)
         end = dt.date.fromisoformat(config.end) if config.end else calendar.previous_session(latest)
         start = (dt.date.fromisoformat(config.start) if config.start
                  else calendar.sessions_back(calendar.last_session_on_or_before(end), 120))
         scores, steps = walk_forward(
-            con, calendar, start, end, max_severity=settings.max_severity,
-            train_sessions=settings.train_window_days, retrain=config.retrain,
+            con, calendar, start, end, policy, model_name=settings.model_name,
             on_step=lambda step, done, total: context.log.info(
-                f"backtest {done}/{total}: {step.retrained_on} {step.scorer} {step.note}"),
+                f"backtest {done}/{total}: {step.retrained_on} {step.action}, "
+                f"{step.scorer} v{step.version}"),
         )
         scores = with_labels(con, calendar, scores, settings.max_severity, latest)
     table = evaluate_scores(scores)
@@ -171,19 +174,17 @@ def backtest(context: dg.AssetExecutionContext, config: BacktestConfig,
         con.register("backtest_frame", scores)
         con.execute("CREATE OR REPLACE TABLE backtest_scores AS SELECT * FROM backtest_frame")
         con.unregister("backtest_frame")
+    actions = pl.DataFrame({"action": [s.action for s in steps]}).group_by("action").len()
     metadata = {"as_of_range": f"{start}..{end}", "dagster/row_count": scores.height,
-                "retrainings": len(steps), "evaluation": _evaluation_metadata(table)}
+                "retrainings": len(steps), "cadence": policy.config.cadence,
+                "actions": markdown_table(actions.rename({"len": "retrainings"})),
+                "evaluation": _evaluation_metadata(table)}
     if table.height:
-        model_row = table.filter(pl.col("scorer") == MODEL).row(0, named=True)
-        run_id, experiment_id = mlflow.registry().log_backtest(
-            params={"start": start, "end": end, "retrain": config.retrain,
-                    "train_sessions": settings.train_window_days, "source": settings.source},
-            metrics={f"{row['scorer'].replace(' ', '_')}_{k}": row[k]
-                     for row in table.iter_rows(named=True) for k in HEADLINE},
-            table=table, tags={"dagster_run_id": context.run.run_id,
-                               "run_name": f"backtest {start}..{end}"})
+        run_id, experiment_id = log_backtest(mlflow.registry(), scores, table, steps, policy, {
+            "start": start, "end": end, "source": settings.source},
+            {"dagster_run_id": context.run.run_id})
         metadata["mlflow_run"] = dg.MetadataValue.url(mlflow.registry().run_url(run_id, experiment_id))
-        metadata["pr_auc"] = model_row["pr_auc"]
+        metadata["pr_auc"] = table.filter(pl.col("scorer") == MODEL_SCORER).row(0, named=True)["pr_auc"]
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -7,6 +7,7 @@ a run killed between the two leaves the table as it was (a rerun completes it), 
 the table serves without its page. A bad night leaves yesterday's publication as it was.
 """
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 
@@ -15,10 +16,12 @@ import polars as pl
 
 from features.build import active_system_days
 from features.data_status import NO_TELEMETRY, data_status, missing_share, with_stale_feeds
+from features.errors import DataError
 from features.feeds import METRICS, feed_status
 from features.ingest import newest_sample
 from models.drift import MIN_CURRENT_ROWS, drift_table
-from models.registry import CHAMPION
+from models.lifecycle import PROMOTE, REFRESH, champion_age
+from models.registry import CHAMPION, FALLBACK
 from models.report import render_change_review
 from models.scoring import (
     STAGING,
@@ -41,6 +44,7 @@ PROBABILITY_CHECK = "risk_is_a_probability"
 CHAMPION_CHECK = "champion_beats_baselines"
 DRIFT_CHECK = "features_not_drifted"
 TELEMETRY_CHECK = "telemetry_across_estate"
+AGE_CHECK = "champion_not_stale"
 REFERENCE_SESSIONS = 60
 DRIFT_TABLE = """
 CREATE TABLE IF NOT EXISTS feature_drift (
@@ -95,6 +99,44 @@ def _telemetry_check(context, days: list[tuple], limit: float) -> dg.AssetCheckR
     )
 
 
+def _gate_check(served) -> dg.AssetCheckResult:
+    """A champion scores only if the gate put it there; a hand-moved alias blocks. While no
+    model has passed, the fallback baseline scores, with a warning."""
+    tags, registered = served.tags, served.registered
+    if registered.alias == FALLBACK:
+        return dg.AssetCheckResult(
+            check_name=CHAMPION_CHECK, passed=False, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"model": f"{registered.name} v{registered.version}"},
+            description=f"No model has passed the gate yet: {registered.name} scores, labelled "
+                        "as such, until one does.")
+    passed = (tags.get("role") == CHAMPION and tags.get("gate.action") in (PROMOTE, REFRESH)) \
+        or tags.get("beats_baselines") == "True"  # versions registered before the policy
+    return dg.AssetCheckResult(
+        check_name=CHAMPION_CHECK, passed=passed,
+        metadata={"model_version": registered.version,
+                  "decision": tags.get("gate.reason", tags.get("decision", "unknown"))[:2000]},
+        description="The scoring model beat the baselines on its held-out days.",
+    )
+
+
+def _age_check(context, age: int | None, limits: tuple[int, int], served) -> dg.AssetCheckResult:
+    """Trading days since the serving model's newest label: a warning past the first limit,
+    a refused publication past the second (unless the operator allows stale publication)."""
+    warn, block = limits
+    stale = age is not None and age > warn
+    return dg.AssetCheckResult(
+        check_name=AGE_CHECK,
+        passed=not stale,
+        severity=refusal_severity(context) if age is not None and age > block
+        else dg.AssetCheckSeverity.WARN,
+        metadata={"champion_age_sessions": age, "warn_after": warn, "block_after": block,
+                  "trained_through": str(served.trained_through)},
+        description=(f"{served.registered.name} v{served.registered.version} learned labels up to "
+                     f"{served.trained_through}, {age} trading days ago (warn after {warn}, block "
+                     f"after {block}: [model] champion_warn_age, champion_max_age)."),
+    )
+
+
 def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
     common = {**per_trading_day(partitions), "group_name": GROUP}
 
@@ -112,6 +154,7 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
             dg.AssetCheckSpec(CHAMPION_CHECK, asset="scored_systems", blocking=True),
             dg.AssetCheckSpec(DRIFT_CHECK, asset="scored_systems"),
             dg.AssetCheckSpec(TELEMETRY_CHECK, asset="scored_systems", blocking=True),
+            dg.AssetCheckSpec(AGE_CHECK, asset="scored_systems", blocking=True),
         ],
     )
     def scored_systems(context: dg.AssetExecutionContext, failcast: FailcastResource,
@@ -119,9 +162,13 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
         settings = failcast.settings
         calendar = settings.calendar
         registry = mlflow.registry()
-        model, registered = registry.load(CHAMPION)
-        tags = registry.version_tags(CHAMPION)
+        served = registry.served(CHAMPION) or registry.served(FALLBACK)
+        if served is None:
+            raise DataError(f"no model has the alias '{CHAMPION}' (nor '{FALLBACK}') in "
+                            f"{settings.model_name!r} yet: train one (failcast train)")
+        model, registered, tags = served.scorer, served.registered, served.tags
         first, last = partition_dates(context)
+        age = champion_age(calendar, served.trained_through, last) if served.trained_through else None
         frames, drifts, silent = [], [], []
         with settings.warehouse().writer() as con:
             con.execute(DRIFT_TABLE)
@@ -151,7 +198,9 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
         tiers = latest.group_by("tier").len().sort("len", descending=True)
         yield dg.MaterializeResult(metadata={
             "dagster/row_count": scores.height,
-            "model": f"{registered.name} v{registered.version}",
+            "model": f"{registered.name} v{registered.version} ({registered.alias})",
+            "trained_through": str(served.trained_through),
+            "champion_age_sessions": age,
             "mlflow_run": dg.MetadataValue.url(registry.run_url(registered.run_id,
                                                                 registry.experiment_id())),
             "systems_per_tier": markdown_table(tiers.rename({"len": "systems"})),
@@ -174,14 +223,9 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
             check_name=PROBABILITY_CHECK,
             passed=bool(scores["risk"].is_between(0, 1).all() and scores["risk"].is_not_null().all()),
         )
-        yield dg.AssetCheckResult(
-            check_name=CHAMPION_CHECK,
-            passed=tags.get("beats_baselines") == "True",
-            metadata={"model_version": registered.version,
-                      "decision": tags.get("decision", "unknown")},
-            description="The scoring model beat the baselines on its held-out days.",
-        )
+        yield _gate_check(served)
         yield _telemetry_check(context, silent, settings.max_missing_share)
+        yield _age_check(context, age, settings.champion_age_limits, served)
         yield dg.AssetCheckResult(
             check_name=DRIFT_CHECK,
             passed=not drifted,
@@ -240,6 +284,7 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
                                  strict=True))
                 unscored = [e for e in change_entries(con, calendar, as_of, tiers)
                             if e["system_id"] not in tiers]
+                through = registry.version_tags(scores["model_version"][0]).get("trained_through")
                 html = render_change_review(
                     scores, systems, cutoff=window.start.strftime("%Y-%m-%d %H:%M"),
                     target_cutoff=window.end.strftime("%Y-%m-%d %H:%M"),
@@ -248,7 +293,11 @@ def build_publish_assets(partitions: dg.PartitionsDefinition) -> list:
                     feeds=feed_status(con, calendar, as_of, settings.max_feed_age_days,
                                       newest_in_source=lambda since, before: newest_sample(
                                           con, failcast.source_files(), since, before)),
-                    unscored_changes=unscored)
+                    unscored_changes=unscored,
+                    trained_through=through,
+                    model_age=champion_age(calendar, dt.date.fromisoformat(through), as_of)
+                    if through else None,
+                    age_warn=settings.champion_age_limits[0])
                 files = publish_files(settings.published_dir, scores, html)
                 written.append(files["html"])
                 scored = [c for cs in scores["scheduled_changes"].to_list()
