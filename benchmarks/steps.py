@@ -136,17 +136,13 @@ def train_engines(source: str, home: str, as_of: str | None = None) -> dict:
     from sklearn.metrics import average_precision_score
 
     from models.dataset import feature_names
-    from models.lifecycle import build_training_set
     from models.model import FailureModel, TrainConfig
 
     settings = _settings(source, home)
     with settings.warehouse().reader() as con:
         day = dt.date.fromisoformat(as_of) if as_of else \
             con.execute("SELECT max(as_of) FROM system_day_features").fetchall()[0][0]
-        training = build_training_set(con, settings.calendar, day,
-                                      max_severity=settings.max_severity,
-                                      train_sessions=settings.train_window_days,
-                                      holdout_sessions=settings.holdout_days)
+        training = settings.policy().build_training_set(con, settings.calendar, day)
     features, label = feature_names(training.train), training.holdout["label"].to_numpy()
     out = {"as_of": str(day), "train_rows": training.train.height,
            "holdout_rows": training.holdout.height, "holdout_failures": int(label.sum())}

@@ -324,7 +324,7 @@ class RetrainPolicy:
                     **({"feature_importance": importance} if candidate else {})},
             draw=(lambda folder: plots(training.holdout, judged.scores, importance, folder))
             if evaluation.height else None,
-            tags=lineage,
+            tags={**lineage, "engine": candidate.info.get("engine", "local") if candidate else ""},
         )
 
 
@@ -403,6 +403,7 @@ def _model_tags(model: FailureModel, how: str) -> dict[str, str]:
         "config": json.dumps(model.config.to_dict(), sort_keys=True),
         "calibration": model.calibrator.method,
         "features": str(len(model.features)),
+        "engine": model.info.get("engine", "local"),
     }
 
 

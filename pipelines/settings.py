@@ -272,6 +272,7 @@ class Settings:
         """The retraining policy of these settings (cadence, windows, gate)."""
         from models.gate import GateConfig
         from models.lifecycle import PolicyConfig, RetrainPolicy
+        from models.model import TrainConfig
 
         return RetrainPolicy(PolicyConfig(
             cadence=self.retrain_every,
@@ -280,6 +281,7 @@ class Settings:
             max_severity=self.max_severity,
             gate=GateConfig(min_improvement=self.gate_min_improvement,
                             confidence=self.gate_confidence, resamples=self.gate_resamples),
+            candidate=TrainConfig(dask_scheduler=self.dask_scheduler),
         ))
 
     @property

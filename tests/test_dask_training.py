@@ -16,7 +16,7 @@ from sklearn.metrics import average_precision_score
 from features.errors import ResourceError
 from models.dask_training import _partitions, best_iteration, connect
 from models.dataset import Window
-from models.lifecycle import TrainingSet, train_and_gate
+from models.lifecycle import PolicyConfig, RetrainPolicy, TrainingSet
 from models.model import FailureModel, TrainConfig, matrix
 from models.registry import ModelRegistry
 from tests.production_servers import free_port
@@ -89,14 +89,19 @@ def test_a_dask_training_run_is_tagged_engine_dask_in_mlflow(cluster, tmp_path):
     train = rows.filter(pl.col("as_of") < dt.date(2025, 5, 1))
     holdout = rows.filter(pl.col("as_of") >= dt.date(2025, 5, 1))
     days = sorted(rows["as_of"].unique().to_list())
-    training = TrainingSet(days[-1], train, holdout, Window(days[0], train["as_of"].max()),
-                           Window(holdout["as_of"].min(), days[-1]))
+    refit = rows.filter(pl.col("as_of") >= days[len(days) - train["as_of"].n_unique()])
+    training = TrainingSet(days[-1], train, holdout, refit, Window(days[0], train["as_of"].max()),
+                           Window(holdout["as_of"].min(), days[-1]),
+                           Window(refit["as_of"].min(), days[-1]))
     registry = ModelRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}",
                              (tmp_path / "artifacts").as_uri(), "dask-test")
-    outcome = train_and_gate(training, registry, config=TrainConfig(dask_scheduler=cluster))
-    run = MlflowClient(registry.tracking_uri).get_run(outcome.registered.run_id)
+    policy = RetrainPolicy(PolicyConfig(candidate=TrainConfig(dask_scheduler=cluster)))
+    outcome = policy.retrain(training, registry)
+    version = next(iter(outcome.registered.values()))
+    run = MlflowClient(registry.tracking_uri).get_run(version.run_id)
     assert run.data.tags["engine"] == "dask"
-    assert run.data.params["dask_workers"] == "2"
+    assert run.data.params["candidate_dask_workers"] == "2"
+    assert registry.version_tags(version.version)["engine"] == "dask"  # the refit's too
 
 
 def test_partitions_hold_whole_days_dealt_in_turn():
