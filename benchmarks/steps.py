@@ -185,8 +185,41 @@ def nightly(source: str, home: str, as_of: str) -> dict:
     return {"steps": len(result.get_step_success_events())}
 
 
+def trust_checks(source: str, home: str, as_of: str) -> dict:
+    """The night's data-trust work on a built warehouse, each part timed alone: the feeds'
+    watermarks (normal night, and a stale night whose watermark comes from the source files),
+    every system's data status, and the features check for families gone empty."""
+    from features.build import families_gone_empty
+    from features.data_status import data_status
+    from features.feeds import feed_status
+    from features.ingest import newest_sample
+    from features.source import Source
+
+    settings = _settings(source, home)
+    calendar, day = settings.calendar, dt.date.fromisoformat(as_of)
+    files = Source.open(settings.source)
+    out: dict = {}
+    with settings.warehouse().reader() as con:
+        started = time.perf_counter()
+        feed_status(con, calendar, day, settings.max_feed_age_days)
+        out["feeds_s"] = round(time.perf_counter() - started, 3)
+        window_start = calendar.metrics_window(day)[0]
+        started = time.perf_counter()  # a stale night looks back a month in the source files
+        newest_sample(con, files, window_start - dt.timedelta(days=30), window_start)
+        out["source_watermark_s"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
+        status = data_status(con, calendar, day)
+        out["data_status_s"] = round(time.perf_counter() - started, 3)
+        out["systems"] = status.height
+        started = time.perf_counter()
+        families_gone_empty(con, calendar, day, day)
+        out["families_check_s"] = round(time.perf_counter() - started, 3)
+    return out
+
+
 STEPS = {f.__name__: f for f in (generate, floor, pandas_stats, ingest, day_stats, features,
-                                 train, train_engines, retrain, nightly)}
+                                 train, train_engines, retrain, nightly,
+                                 trust_checks)}
 
 if __name__ == "__main__":
     name, arguments = sys.argv[1], json.loads(sys.argv[2])
