@@ -11,7 +11,8 @@ Scenarios (estates are generated once under ``$FAILCAST_HOME/bench`` and reused)
 - ``training``: 500 trading days x 1,000 systems (20 metrics every 4 hours): read + fit, and the
   whole retrain job (training set, fit, evaluation, MLflow, gate).
 - ``nightly``: the nightly job (ingest, features, score, publish) on the firm-scale day, scored
-  by the champion of the training scenario (same 1,000 systems and metrics).
+  by the champion of the training scenario (same 1,000 systems and metrics), and the part of it
+  that judges whether the night's data can be trusted (feeds, data status, features check).
 - ``dask``: on the demo (``make demo`` first), the retrain job's training set fitted locally and
   on a two-process Dask LocalCluster: fit times and PR-AUC on the held-out days.
 
@@ -174,6 +175,8 @@ def nightly() -> None:
     for name in ("mlflow.db",):
         shutil.copy(models / name, home / name)
     measure("nightly", "nightly job: ingest, features, score, publish", "nightly",
+            source=str(source), home=str(home), as_of=DAY)
+    measure("nightly", "of which: data-trust checks (feeds, status, families)", "trust_checks",
             source=str(source), home=str(home), as_of=DAY)
 
 
