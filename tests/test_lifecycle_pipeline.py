@@ -183,7 +183,7 @@ def test_an_experiment_from_the_launchpad_lands_in_mlflow_with_its_configuration
     assert run.info.run_name.startswith(f"experiment one stump: retrain {R2}")
     assert {"candidate_pr_auc", "recent_incident_rate_pr_auc", "operator_rule_pr_auc"} \
         <= set(run.data.metrics)
-    assert tags["gate.candidate_beats_champion"] == "False" and tags["gate.action"] == "keep"
+    assert tags["gate.beats_champion"] == "False" and tags["gate.action"] == "keep"
     assert str(registry.resolve(CHAMPION).version) == before
     challenger = registry.resolve("challenger")
     assert challenger.tags["experiment"] == "one stump"
