@@ -170,6 +170,8 @@ FIELDS: tuple[Field, ...] = (
           "retraining cadence (weekly or monthly): the schedule and the backtest's default"),
     Field("model_search", "model", "search", _switch,
           "choose each retrain's configuration by a small search inside the training window"),
+    Field("model_search_configurations", "model", "search_configurations", _positive_int,
+          "at most this many configurations per search (the cost: about one fit each, or less)"),
     Field("champion_warn_age", "model", "champion_warn_age", _optional_sessions,
           "trading days since the champion's newest label that warn (default: 2 periods)"),
     Field("champion_max_age", "model", "champion_max_age", _optional_sessions,
@@ -217,6 +219,7 @@ class Settings:
     holdout_days: int = 40
     retrain_every: str = "weekly"
     model_search: bool = True
+    model_search_configurations: int = 4
     champion_warn_age: int | None = None
     champion_max_age: int | None = None
     gate_min_improvement: float = 0.0
@@ -297,7 +300,8 @@ class Settings:
             gate=GateConfig(min_improvement=self.gate_min_improvement,
                             confidence=self.gate_confidence, resamples=self.gate_resamples),
             candidate=TrainConfig(dask_scheduler=self.dask_scheduler),
-            search=SearchConfig(enabled=self.model_search),
+            search=SearchConfig(enabled=self.model_search,
+                                max_configurations=self.model_search_configurations),
         ))
 
     @property
