@@ -202,3 +202,18 @@ def test_each_retrain_logs_its_model_search_in_mlflow(trained_home):
     assert table.filter(pl.col("chosen"))["name"].to_list() == [chosen]
     assert run.data.params["chosen_num_leaves"] == str(
         json.loads(table.filter(pl.col("chosen"))["config"][0])["num_leaves"])
+
+
+def test_the_launchpad_model_configuration_is_the_same_for_the_retrain_and_the_backtest(tmp_path):
+    from pipelines.assets.model import BacktestConfig, RetrainConfig
+
+    settings = load_settings(tmp_path, tmp_path, env={})
+    for kind in (RetrainConfig, BacktestConfig):
+        config = kind(num_leaves=7, leave_out_families=["peers"], search=False)
+        policy = config.policy(settings).config
+        assert (policy.candidate.num_leaves, policy.candidate.leave_out, policy.search.enabled) \
+            == (7, ("peers",), False)
+        assert config.tags()["experiment"] == "unnamed"
+    untouched = RetrainConfig()
+    assert untouched.tags() == {} and untouched.experiment_name is None
+    assert untouched.policy(settings).config == settings.policy().config
