@@ -42,6 +42,7 @@ from models.evaluate import compare, plots
 from models.gate import FALLBACK as FALL_BACK
 from models.gate import KEEP, PROMOTE, REFRESH, GateConfig, GateDecision, decide
 from models.model import FailureModel, NotEnoughData, TrainConfig
+from models.search import SearchConfig, SearchResult, search
 from models.served import RegisteredModel, Served
 
 CHAMPION, CHALLENGER, FALLBACK = "champion", "challenger", "fallback"
@@ -59,6 +60,7 @@ class PolicyConfig:
     max_severity: int = 4
     gate: GateConfig = field(default_factory=GateConfig)
     candidate: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)  # model selection (models.search)
 
     def __post_init__(self) -> None:
         if self.cadence not in CADENCES:
@@ -70,7 +72,34 @@ class PolicyConfig:
         return {"cadence": self.cadence, "train_sessions": self.train_sessions,
                 "holdout_sessions": self.holdout_sessions, "max_severity": self.max_severity,
                 **{f"gate_{k}": v for k, v in self.gate.__dict__.items()},
-                **self.candidate.to_dict()}
+                **self.search.params(),
+                **{k: (",".join(v) if k == "leave_out" else v)
+                   for k, v in self.candidate.to_dict().items()}}
+
+
+def with_model(config: PolicyConfig, *, train: dict[str, Any] | None = None,
+               leave_out: list[str] | tuple[str, ...] | None = None,
+               search_on: bool | None = None) -> PolicyConfig:
+    """``config`` with another candidate configuration: LightGBM settings from ``train``
+    (``TrainConfig`` field names), feature families to leave out, the search on or off. An
+    unknown field or family is a usage error that names it."""
+    from dataclasses import replace
+
+    from models.search import FAMILIES
+
+    train = {k: v for k, v in (train or {}).items() if v is not None}
+    unknown = set(train) - set(TrainConfig.__dataclass_fields__) - {"leave_out"}
+    if unknown:
+        raise UsageError(f"unknown model setting {', '.join(sorted(unknown))} (known: "
+                         f"{', '.join(k for k in TrainConfig.__dataclass_fields__ if k != 'leave_out')})")
+    wrong = [f for f in (leave_out or ()) if f not in FAMILIES]
+    if wrong:
+        raise UsageError(f"unknown feature family {', '.join(map(repr, wrong))} to leave out "
+                         f"(known: {', '.join(FAMILIES)})")
+    candidate = replace(config.candidate, **train,
+                        leave_out=(*config.candidate.leave_out, *(leave_out or ())))
+    search = config.search if search_on is None else replace(config.search, enabled=search_on)
+    return replace(config, candidate=candidate, search=search)
 
 
 # ---------------------------------------------------------------------------- the registry
@@ -175,6 +204,7 @@ class RetrainOutcome:
     previous_champion: str | None
     run_url: str | None = None
     candidate: FailureModel | None = None
+    searched: SearchResult | None = None  # the model search's configurations and scores
 
     @property
     def metrics(self) -> dict:
@@ -229,14 +259,20 @@ class RetrainPolicy:
 
     def retrain(self, training: TrainingSet, registry: Registry, *,
                 tags: dict[str, str] | None = None,
-                log: Callable[[str], None] | None = None) -> RetrainOutcome:
-        """Judge the candidate on the hold-out, refit what serves, register, move aliases."""
+                log: Callable[[str], None] | None = None,
+                experiment: str | None = None) -> RetrainOutcome:
+        """Judge the candidate on the hold-out, refit what serves, register, move aliases.
+
+        An ``experiment`` (a configuration tried by hand) moves the champion only by passing
+        the gate: when the gate would merely refresh the champion, an experiment keeps it (the
+        scheduled retrain refreshes it)."""
         incumbent = registry.served(CHAMPION)
         previous = incumbent.registered.version if incumbent else None
-        judged = self._judge(training, incumbent)
+        judged = self._judge(training, incumbent, log)
         if log:
             log(f"gate: {judged.decision.action} ({judged.decision.reason[:200]})")
-        action, reason, refit, baseline = self._what_serves(training, judged, incumbent)
+        action, reason, refit, baseline = self._what_serves(training, judged, incumbent,
+                                                            experiment)
         lineage = {
             "as_of": str(training.as_of),
             "evaluation.train_window": str(training.train_window),
@@ -252,32 +288,51 @@ class RetrainPolicy:
             lineage["evaluation.run_id"] = getattr(run, "run_id", "")
             self._log_evaluation(run, training, judged, lineage)
             registered = _register(run, training, judged, action, refit, baseline, lineage)
-            run.name(_run_name(training.as_of, action, registered, previous))
+            run.name(_run_name(training.as_of, action, registered, previous, experiment))
         # Aliases last: nothing above moved them, so a failure left them where they were.
         action, reason = _move_aliases(registry, registered, previous, action, reason)
         served = registry.served(CHAMPION) if action in (PROMOTE, REFRESH, KEEP) else None
         return RetrainOutcome(training.as_of, judged.decision, action, reason,
                               served or registry.served(FALLBACK), registered, judged.evaluation,
-                              previous, getattr(run, "url", None), judged.candidate)
+                              previous, getattr(run, "url", None), judged.candidate,
+                              judged.searched)
 
-    def _judge(self, training: TrainingSet, incumbent: Served | None) -> _Judged:
-        """Fit the candidate (and the champion's configuration, when it differs) before the
-        hold-out, score every scorer on it, and let the gate decide."""
+    def _judge(self, training: TrainingSet, incumbent: Served | None,
+               log: Callable[[str], None] | None = None) -> _Judged:
+        """Fit the candidate (chosen by the search inside the training window, when it is on)
+        and the champion's configuration, when it differs, before the hold-out; score every
+        scorer on it, and let the gate decide."""
         config, holdout = self.config, training.holdout
         baselines = fitted_baselines(whole_rows(training.train))
         scores = {b.name: b.predict(holdout) for b in baselines}
         features = feature_names(training.train)
-        candidate, notes = _fit(training.train, features, config.candidate, "the candidate")
+        searched = None
+        if config.search.enabled:
+            searched = search(training.train, features, config.candidate, config.search)
+            candidate, candidate_config, notes = searched.model, searched.config, []
+            if candidate is None:
+                notes = [f"the candidate could not be fitted: {'; '.join(searched.notes)}"]
+                candidate_config = config.candidate
+            if log:
+                log(f"search: {searched.chosen or 'nothing'} chosen of "
+                    f"{', '.join(searched.configs)} (inner PR-AUC on "
+                    f"the training window's newest days)")
+        else:
+            candidate_config = config.candidate
+            candidate, notes = _fit(training.train, features, candidate_config, "the candidate")
         if candidate is not None:
             scores[CANDIDATE] = candidate.predict(holdout)
         champion_config = incumbent.config if incumbent is not None else None
-        same = champion_config is not None and champion_config.recipe() == config.candidate.recipe()
+        same = champion_config is not None and champion_config.recipe() == candidate_config.recipe()
         champion_fit = None
         if champion_config is not None and not same:
-            champion_config = champion_config.with_data_plan_of(config.candidate)
-            champion_fit, more = _fit(training.train, features, champion_config,
-                                      f"the champion's configuration (v{incumbent.registered.version})")
-            notes += more
+            champion_config = champion_config.with_data_plan_of(candidate_config)
+            champion_fit = searched.fitted_with(champion_config) if searched else None
+            if champion_fit is None:
+                champion_fit, more = _fit(
+                    training.train, features, champion_config,
+                    f"the champion's configuration (v{incumbent.registered.version})")
+                notes += more
             if champion_fit is not None:
                 scores[CHAMPION_CONFIG] = champion_fit.predict(holdout)
         decision = decide(
@@ -289,16 +344,22 @@ class RetrainPolicy:
             has_champion=incumbent is not None, same_configuration=same, config=config.gate)
         evaluation = compare(holdout, scores) if holdout.height else pl.DataFrame()
         return _Judged(decision, scores, evaluation, features, candidate, champion_config,
-                       champion_fit, same, notes)
+                       champion_fit, same, notes, candidate_config, searched)
 
-    def _what_serves(self, training: TrainingSet, judged: _Judged, incumbent: Served | None):
-        """(action, reason, refit, baseline): the gate's action, unless the refit cannot be made."""
+    def _what_serves(self, training: TrainingSet, judged: _Judged, incumbent: Served | None,
+                     experiment: str | None = None):
+        """(action, reason, refit, baseline): the gate's action, unless the refit cannot be
+        made (or an experiment would only refresh the champion)."""
         decision = judged.decision
         action = decision.action
         reason = decision.reason + "".join(f"; {note}" for note in judged.notes)
         refit = baseline = None
-        if decision.serves_model:
-            serving, gated = ((self.config.candidate, judged.candidate)
+        if experiment and action == REFRESH:
+            action = KEEP
+            reason += (f"; experiment {experiment!r} did not pass the gate: the champion stays "
+                       "as it is (the scheduled retrain refreshes it)")
+        elif decision.serves_model:
+            serving, gated = ((judged.candidate_config, judged.candidate)
                               if action == PROMOTE or judged.same
                               else (judged.champion_config, judged.champion_fit))
             try:
@@ -314,17 +375,21 @@ class RetrainPolicy:
 
     def _log_evaluation(self, run: RetrainRecord, training: TrainingSet, judged: _Judged,
                         lineage: dict[str, str]) -> None:
-        candidate, evaluation = judged.candidate, judged.evaluation
+        candidate, evaluation, searched = judged.candidate, judged.evaluation, judged.searched
         importance = candidate.importance() if candidate else None
         run.log_evaluation(
             params={**self.config.params(), **training.describe(), "features": len(judged.features),
-                    **{f"candidate_{k}": v for k, v in (candidate.info if candidate else {}).items()}},
-            metrics={**_scorer_metrics(evaluation), **judged.decision.metrics()},
+                    **{f"candidate_{k}": v for k, v in (candidate.info if candidate else {}).items()},
+                    **(searched.params() if searched else {})},
+            metrics={**_scorer_metrics(evaluation), **judged.decision.metrics(),
+                     **(searched.metrics() if searched else {})},
             tables={"holdout_evaluation": evaluation, "training_set": training.summary(),
-                    **({"feature_importance": importance} if candidate else {})},
+                    **({"feature_importance": importance} if candidate else {}),
+                    **({"model_search": searched.table} if searched else {})},
             draw=(lambda folder: plots(training.holdout, judged.scores, importance, folder))
             if evaluation.height else None,
-            tags={**lineage, "engine": candidate.info.get("engine", "local") if candidate else ""},
+            tags={**lineage, "engine": candidate.info.get("engine", "local") if candidate else "",
+                  **({"search.chosen": searched.chosen or "none"} if searched else {})},
         )
 
 
@@ -339,6 +404,8 @@ class _Judged:
     champion_fit: FailureModel | None
     same: bool  # the candidate is the champion's configuration
     notes: list[str]
+    candidate_config: TrainConfig  # the policy's, or the one the search chose
+    searched: SearchResult | None = None
 
 
 def _register(run: RetrainRecord, training: TrainingSet, judged: _Judged, action: str,
@@ -417,7 +484,7 @@ def _scorer_metrics(evaluation: pl.DataFrame) -> dict[str, float]:
 
 
 def _run_name(as_of: dt.date, action: str, registered: dict[str, RegisteredModel],
-              previous: str | None) -> str:
+              previous: str | None, experiment: str | None = None) -> str:
     if CHAMPION in registered:
         name = f"retrain {as_of} · v{registered[CHAMPION].version}"
     elif FALLBACK in registered:
@@ -426,5 +493,5 @@ def _run_name(as_of: dt.date, action: str, registered: dict[str, RegisteredModel
         name = f"retrain {as_of} · keeps v{previous}"
     if CHALLENGER in registered:
         name += f" (challenger v{registered[CHALLENGER].version})"
-    return name
+    return f"experiment {experiment}: {name}" if experiment else name
 

@@ -57,6 +57,7 @@ class TrainConfig:
     threads: int = 2
     seed: int = 7
     dask_scheduler: str | None = None  # a Dask scheduler address: the trees grow on that cluster
+    leave_out: tuple[str, ...] = ()  # feature families not used (``models.reasons.family`` names)
 
     def lightgbm_params(self) -> dict:
         return {
@@ -77,13 +78,25 @@ class TrainConfig:
             "verbose": -1,
         }
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "leave_out", tuple(sorted(set(self.leave_out))))
+
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {**self.__dict__, "leave_out": list(self.leave_out)}
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: (tuple(v) if k == "leave_out" else v) for k, v in data.items()
+                      if k in known})
+
+    def inputs(self, features: list[str]) -> list[str]:
+        """``features`` without the families this configuration leaves out."""
+        if not self.leave_out:
+            return list(features)
+        from models.reasons import family
+
+        return [f for f in features if family(f) not in self.leave_out]
 
     ENGINE = ("threads", "dask_scheduler")  # where the trees grow, not what they are
 
@@ -93,10 +106,11 @@ class TrainConfig:
 
     def with_data_plan_of(self, other: TrainConfig) -> TrainConfig:
         """This configuration's model settings on ``other``'s rows and engine: the same
-        thinning, folds and machines, so two configurations compared on one training set see
-        the same data."""
-        return replace(self, quiet_per_failure=other.quiet_per_failure, fit_share=other.fit_share,
-                       stop_share=other.stop_share, seed=other.seed, threads=other.threads,
+        folds and machines, so two configurations compared on one training set see the same
+        days. The thinning ratio is the configuration's own: a training set thinned to more
+        quiet rows per failure is thinned further at fit time (``thin_tree_rows``)."""
+        return replace(self, fit_share=other.fit_share, stop_share=other.stop_share,
+                       seed=other.seed, threads=other.threads,
                        dask_scheduler=other.dask_scheduler)
 
 
@@ -148,6 +162,21 @@ def matrix(frame: pl.DataFrame, features: list[str]) -> np.ndarray:
     """The frame's features as float32, in the model's order; absent columns are missing."""
     present = [pl.col(c) if c in frame.columns else pl.lit(None).alias(c) for c in features]
     return frame.select(present).cast(pl.Float32).to_numpy()
+
+
+def thin_tree_rows(fit: pl.DataFrame, quiet_per_failure: int, seed: int) -> pl.DataFrame:
+    """The tree period with at most about ``quiet_per_failure`` quiet rows per failure.
+
+    The training set was thinned in SQL to the ratio it was built with; a configuration with
+    fewer quiet rows per failure (the search's thinning ratios) thins it further here, by a
+    fixed-seed draw, so every configuration is fitted from the one training set."""
+    failures = int(fit["label"].sum())
+    quiet = fit.height - failures
+    keep = max(failures, 1) * quiet_per_failure / max(quiet, 1)
+    if keep >= 0.85:  # already (about) as thin as asked: the SQL draw is approximate
+        return fit
+    draw = np.random.default_rng(seed).random(fit.height) < keep
+    return fit.filter(pl.Series(draw) | pl.col("label"))
 
 
 def _boost(fit: pl.DataFrame, useful: list[str], config: TrainConfig, rounds: int,
@@ -207,7 +236,7 @@ class FailureModel:
                 f"{failures} failures in the training window; a model needs {config.min_failures}")
         days = sorted(frame["as_of"].unique().to_list())
         split = TimeSplit.of(days, config.fit_share, config.stop_share)
-        fit = _between(frame, split.fit)
+        fit = thin_tree_rows(_between(frame, split.fit), config.quiet_per_failure, config.seed)
         stop, calibrate = _between(frame, split.stop), _between(frame, split.calibrate)
         if stop["label"].sum() == 0 or calibrate["label"].sum() == 0:
             # Few failures late in the window: stop and calibrate on the same later period
@@ -216,7 +245,7 @@ class FailureModel:
             stop = calibrate = later
             if later["label"].sum() == 0:
                 raise NotEnoughData("no failure after the tree period to calibrate on")
-        useful = [c for c in features if fit[c].null_count() < fit.height]
+        useful = [c for c in config.inputs(features) if fit[c].null_count() < fit.height]
         booster, engine = _boost(fit, useful, config, config.max_rounds, stop)
         margin = booster.predict(matrix(calibrate, useful), raw_score=True,
                                  num_iteration=booster.best_iteration)
@@ -243,12 +272,13 @@ class FailureModel:
                 f"{failures} failures in the refit window; a model needs {config.min_failures}")
         days = sorted(frame["as_of"].unique().to_list())
         split = TimeSplit.for_refit(days, config.fit_share + config.stop_share)
-        fit, calibrate = _between(frame, split.fit), _between(frame, split.calibrate)
+        fit = thin_tree_rows(_between(frame, split.fit), config.quiet_per_failure, config.seed)
+        calibrate = _between(frame, split.calibrate)
         if calibrate["label"].sum() == 0:
             raise NotEnoughData(
                 f"no failure in the newest labelled days ({split.calibrate[0]}..{split.calibrate[1]}) "
                 "to calibrate the refit on")
-        useful = [c for c in features if fit[c].null_count() < fit.height]
+        useful = [c for c in config.inputs(features) if fit[c].null_count() < fit.height]
         booster, engine = _boost(fit, useful, config, max(1, rounds))
         calibrator = Calibrator.fit(booster.predict(matrix(calibrate, useful), raw_score=True),
                                     calibrate["label"].to_numpy())

@@ -122,6 +122,17 @@ def _seconds(value: Any) -> float:
     return number
 
 
+def _switch(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
 def _text(value: Any) -> str:
     return str(value)
 
@@ -157,6 +168,10 @@ FIELDS: tuple[Field, ...] = (
           "latest trading days held out to compare a new model with the champion"),
     Field("retrain_every", "model", "retrain_every", _cadence,
           "retraining cadence (weekly or monthly): the schedule and the backtest's default"),
+    Field("model_search", "model", "search", _switch,
+          "choose each retrain's configuration by a small search inside the training window"),
+    Field("model_search_configurations", "model", "search_configurations", _positive_int,
+          "at most this many configurations per search (the cost: about one fit each, or less)"),
     Field("champion_warn_age", "model", "champion_warn_age", _optional_sessions,
           "trading days since the champion's newest label that warn (default: 2 periods)"),
     Field("champion_max_age", "model", "champion_max_age", _optional_sessions,
@@ -203,6 +218,8 @@ class Settings:
     train_window_days: int = 500
     holdout_days: int = 40
     retrain_every: str = "weekly"
+    model_search: bool = True
+    model_search_configurations: int = 4
     champion_warn_age: int | None = None
     champion_max_age: int | None = None
     gate_min_improvement: float = 0.0
@@ -273,6 +290,7 @@ class Settings:
         from models.gate import GateConfig
         from models.lifecycle import PolicyConfig, RetrainPolicy
         from models.model import TrainConfig
+        from models.search import SearchConfig
 
         return RetrainPolicy(PolicyConfig(
             cadence=self.retrain_every,
@@ -282,6 +300,8 @@ class Settings:
             gate=GateConfig(min_improvement=self.gate_min_improvement,
                             confidence=self.gate_confidence, resamples=self.gate_resamples),
             candidate=TrainConfig(dask_scheduler=self.dask_scheduler),
+            search=SearchConfig(enabled=self.model_search,
+                                max_configurations=self.model_search_configurations),
         ))
 
     @property

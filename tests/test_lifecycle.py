@@ -173,6 +173,29 @@ def test_an_alias_moved_during_the_retrain_is_not_overwritten(data):
     assert outcome.action == "keep"
 
 
+def test_an_experiment_that_does_not_pass_the_gate_leaves_the_champion_where_it_is(data):
+    frame, dates = data
+    registry = InMemoryRegistry()
+    policy(GOOD).retrain(training_set(frame, dates), registry)
+    before = registry.served(CHAMPION).registered.version
+    outcome = policy(WEAK).retrain(training_set(frame, dates, offset=5), registry,
+                                   experiment="one stump")
+    assert outcome.decision.action == "refresh"  # what the scheduled retrain would do
+    assert outcome.action == "keep" and "experiment 'one stump'" in outcome.reason
+    assert registry.served(CHAMPION).registered.version == before
+    assert registry.served(CHALLENGER).config == WEAK
+
+
+def test_an_experiment_that_passes_the_gate_becomes_the_champion(data):
+    frame, dates = data
+    registry = InMemoryRegistry()
+    policy(WEAK).retrain(training_set(frame, dates), registry)
+    outcome = policy(GOOD).retrain(training_set(frame, dates, offset=5), registry,
+                                   experiment="deeper")
+    assert outcome.action == "promote"
+    assert registry.served(CHAMPION).config == GOOD
+
+
 @pytest.mark.parametrize(("day", "weekly", "monthly"), [
     (dt.date(2025, 9, 26), True, False),  # a Friday
     (dt.date(2025, 9, 25), False, False),

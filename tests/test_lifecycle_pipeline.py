@@ -153,3 +153,67 @@ def test_two_retrains_at_once_produce_two_consistent_versions(trained_home, tmp_
     champion = registry.resolve(CHAMPION)
     assert champion.tags["as_of"] in {str(d) for d in days}
     assert champion.tags["role"] == CHAMPION
+
+
+def test_an_experiment_from_the_launchpad_lands_in_mlflow_with_its_configuration_and_keeps_the_alias(
+        trained_home, tmp_path):
+    """The retrain job launched with a changed model configuration (the launchpad's run
+    config): its MLflow run, beside the champion's, holds that configuration, the tag
+    ``experiment`` and the metrics every retrain logs; a configuration that does not pass the
+    gate leaves the champion where it was (a scheduled retrain would have refreshed it)."""
+    home = trained_home.copy(tmp_path / "home")
+    settings = home.settings
+    registry = settings.registry()
+    before = str(registry.resolve(CHAMPION).version)
+    result = run_job(build_definitions(settings, today=dt.date(2025, 9, 1)), "retrain_job",
+                     settings, run_config={"ops": {
+                         "training_set": {"config": {"as_of": R2.isoformat()}},
+                         "failure_model": {"config": {
+                             "experiment": "one stump", "num_leaves": 2, "max_rounds": 1,
+                             "leave_out_families": ["peers"], "search": False}}}})
+    meta = result.asset_materializations_for_node("failure_model")[-1].metadata
+    assert meta["experiment"].value == "one stump"
+    runs = registry.client().search_runs([registry.experiment_id()],
+                                         "tags.experiment = 'one stump'")
+    assert len(runs) == 1
+    run = runs[0]
+    params, tags = run.data.params, run.data.tags
+    assert (params["num_leaves"], params["max_rounds"], params["leave_out"], params["search"]) \
+        == ("2", "1", "peers", "False")
+    assert run.info.run_name.startswith(f"experiment one stump: retrain {R2}")
+    assert {"candidate_pr_auc", "recent_incident_rate_pr_auc", "operator_rule_pr_auc"} \
+        <= set(run.data.metrics)
+    assert tags["gate.beats_champion"] == "False" and tags["gate.action"] == "keep"
+    assert str(registry.resolve(CHAMPION).version) == before
+    challenger = registry.resolve("challenger")
+    assert challenger.tags["experiment"] == "one stump"
+    assert json.loads(challenger.tags["config"])["num_leaves"] == 2
+
+
+def test_each_retrain_logs_its_model_search_in_mlflow(trained_home):
+    registry = trained_home.settings.registry()
+    run_id = registry.version_tags(trained_home.versions[R2])["evaluation.run_id"]
+    run = registry.client().get_run(run_id)
+    chosen = run.data.params["search_chosen"]
+    assert run.data.tags["search.chosen"] == chosen and run.data.params["search"] == "True"
+    assert f"search_{chosen.replace(' ', '_').replace(',', '')}_inner_pr_auc" in run.data.metrics
+    table = pl.read_csv(mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="tables/model_search.csv"))
+    assert table.filter(pl.col("chosen"))["name"].to_list() == [chosen]
+    assert run.data.params["chosen_num_leaves"] == str(
+        json.loads(table.filter(pl.col("chosen"))["config"][0])["num_leaves"])
+
+
+def test_the_launchpad_model_configuration_is_the_same_for_the_retrain_and_the_backtest(tmp_path):
+    from pipelines.assets.model import BacktestConfig, RetrainConfig
+
+    settings = load_settings(tmp_path, tmp_path, env={})
+    for kind in (RetrainConfig, BacktestConfig):
+        config = kind(num_leaves=7, leave_out_families=["peers"], search=False)
+        policy = config.policy(settings).config
+        assert (policy.candidate.num_leaves, policy.candidate.leave_out, policy.search.enabled) \
+            == (7, ("peers",), False)
+        assert config.tags()["experiment"] == "unnamed"
+    untouched = RetrainConfig()
+    assert untouched.tags() == {} and untouched.experiment_name is None
+    assert untouched.policy(settings).config == settings.policy().config

@@ -91,7 +91,18 @@ def test_the_retraining_policy_comes_from_the_settings(tmp_path):
                          ).champion_age_limits == (42, 30)
 
 
+def test_the_model_search_is_on_by_default_and_one_setting_away_from_off(tmp_path):
+    search = load_settings(tmp_path, tmp_path, env={}).policy().config.search
+    assert search.enabled and search.max_configurations == 4
+    (tmp_path / "failcast.toml").write_text("[model]\nsearch = false\nsearch_configurations = 2\n")
+    search = load_settings(tmp_path, tmp_path, env={}).policy().config.search
+    assert not search.enabled and search.max_configurations == 2
+    assert load_settings(tmp_path, tmp_path, env={"FAILCAST_MODEL_SEARCH": "true"}
+                         ).policy().config.search.enabled
+
+
 @pytest.mark.parametrize(("toml", "message"), [
+    ("[model]\nsearch = 'maybe'\n", r"\[model\] search: must be true or false"),
     ("[model]\nretrain_every = 'daily'\n", r"\[model\] retrain_every: must be one of weekly, monthly"),
     ("[gate]\nconfidence = 1.5\n", r"\[gate\] confidence: must be a confidence level"),
     ("[mlflow]\ntimeout = 0\n", r"\[mlflow\] timeout: must be a positive number"),

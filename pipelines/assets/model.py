@@ -9,12 +9,20 @@ from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from features.errors import DataError
 from models.backtest import MODEL_SCORER, evaluate_scores, walk_forward, with_labels
 from models.backtest_run import log_backtest
 from models.evaluate import HEADLINE
-from models.lifecycle import CHAMPION, FALLBACK, TrainingSet, champion_age
+from models.lifecycle import (
+    CHAMPION,
+    FALLBACK,
+    RetrainPolicy,
+    TrainingSet,
+    champion_age,
+    with_model,
+)
 from pipelines.metadata import markdown_table
 from pipelines.mlflow_resource import MlflowResource
 from pipelines.resources import FailcastResource
@@ -23,15 +31,78 @@ GROUP = "model"
 GATE_CHECK = "champion_beats_baselines"
 
 
+class ModelConfig(dg.Config):
+    """An experiment from the launchpad: the model configuration to try. Every field left at
+    its default keeps the policy's configuration (docs/model.md); a run that changes any of
+    them, or names an experiment, is an experiment: its MLflow runs are tagged
+    ``experiment=<name>``, and it moves the alias ``champion`` only by passing the gate."""
+
+    experiment: str = Field(default="", description=(
+        "a name for this experiment (tag 'experiment' in MLflow); empty with no other change: "
+        "the production configuration"))
+    num_leaves: int | None = Field(default=None, ge=2, description="leaves per tree (default 31)")
+    learning_rate: float | None = Field(default=None, gt=0, le=1,
+                                        description="boosting learning rate (default 0.05)")
+    max_rounds: int | None = Field(default=None, ge=1,
+                                   description="boosting rounds before early stopping (default 400)")
+    min_child_samples: int | None = Field(default=None, ge=1,
+                                          description="rows a leaf needs at least (default 40)")
+    lambda_l2: float | None = Field(default=None, ge=0, description="L2 regularisation (default 5)")
+    feature_fraction: float | None = Field(default=None, gt=0, le=1,
+                                           description="share of features per tree (default 0.7)")
+    quiet_per_failure: int | None = Field(default=None, ge=1, description=(
+        "quiet rows kept per failure in the tree period (default 20; a training set built "
+        "with more is thinned further at fit time)"))
+    leave_out_families: list[str] = Field(default=[], description=(
+        "feature families the model does not use: metric, incidents, dependencies, peers, "
+        "changes, change actions, calendar, inventory"))
+    search: bool | None = Field(default=None, description=(
+        "the model search inside the training window on or off (default: the setting "
+        "[model] search, on)"))
+
+    def train_settings(self) -> dict:
+        return {k: getattr(self, k) for k in ("num_leaves", "learning_rate", "max_rounds",
+                                              "min_child_samples", "lambda_l2",
+                                              "feature_fraction", "quiet_per_failure")}
+
+    @property
+    def changed(self) -> dict:
+        """What this run changes in the policy's configuration (empty: nothing)."""
+        out = {k: v for k, v in self.train_settings().items() if v is not None}
+        if self.leave_out_families:
+            out["leave_out_families"] = sorted(self.leave_out_families)
+        if self.search is not None:
+            out["search"] = self.search
+        return out
+
+    @property
+    def experiment_name(self) -> str | None:
+        """The experiment's name; None for the production configuration."""
+        return self.experiment or ("unnamed" if self.changed else None)
+
+    def policy(self, settings) -> RetrainPolicy:
+        return RetrainPolicy(with_model(settings.policy().config, train=self.train_settings(),
+                                        leave_out=self.leave_out_families, search_on=self.search))
+
+    def tags(self) -> dict[str, str]:
+        import json
+
+        name = self.experiment_name
+        return {"experiment": name, "experiment.changes": json.dumps(self.changed, sort_keys=True)} \
+            if name else {}
+
+
 class TrainingConfig(dg.Config):
     as_of: str | None = None  # default: the latest as-of day with features
+    quiet_per_failure: int | None = Field(default=None, ge=1, description=(
+        "quiet rows kept per failure in the tree period of the training set (default 20)"))
 
 
-class RetrainConfig(dg.Config):
+class RetrainConfig(ModelConfig):
     retire_broken_champion: bool = False  # take the alias off a champion whose files are gone
 
 
-class BacktestConfig(dg.Config):
+class BacktestConfig(ModelConfig):
     start: str | None = None  # default: 120 sessions before the end
     end: str | None = None  # default: the latest as-of day whose labels are known
 
@@ -75,7 +146,11 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingConfig,
     settings = failcast.settings
     with settings.warehouse().reader() as con:
         as_of = dt.date.fromisoformat(config.as_of) if config.as_of else latest_features_day(con)
-        training = settings.policy().build_training_set(con, settings.calendar, as_of)
+        policy = settings.policy()
+        if config.quiet_per_failure:
+            policy = RetrainPolicy(with_model(policy.config,
+                                              train={"quiet_per_failure": config.quiet_per_failure}))
+        training = policy.build_training_set(con, settings.calendar, as_of)
     context.add_output_metadata({
         "as_of": str(as_of),
         "periods": markdown_table(training.summary()),
@@ -106,9 +181,10 @@ def failure_model(context: dg.AssetExecutionContext, config: RetrainConfig,
     if config.retire_broken_champion:
         retired = registry.retire_broken_champion()
         context.log.warning(retired or "the champion is whole (or there is none): nothing retired")
-    outcome = settings.policy().retrain(
-        training_set, registry, log=context.log.info,
-        tags={"dagster_run_id": context.run.run_id, "training_set": training_set.origin})
+    outcome = config.policy(settings).retrain(
+        training_set, registry, log=context.log.info, experiment=config.experiment_name,
+        tags={"dagster_run_id": context.run.run_id, "training_set": training_set.origin,
+              **config.tags()})
     served = outcome.served
     age = (champion_age(settings.calendar, served.trained_through, training_set.as_of)
            if served.trained_through else None)
@@ -129,6 +205,11 @@ def failure_model(context: dg.AssetExecutionContext, config: RetrainConfig,
         "training_set": training_set.origin,
         **({"top_features": markdown_table(outcome.candidate.importance().head(15))}
            if outcome.candidate is not None else {}),
+        **({"model_search": markdown_table(outcome.searched.table.select(
+            "name", "changes", "inner_pr_auc", "inner_failures", "rounds", "seconds", "chosen"))}
+           if outcome.searched is not None else {}),
+        **({"experiment": config.experiment_name, "experiment_changes": str(config.changed)}
+           if config.experiment_name else {}),
     })
     model_serves = served.registered.alias == CHAMPION
     yield dg.AssetCheckResult(
@@ -156,7 +237,7 @@ def backtest(context: dg.AssetExecutionContext, config: BacktestConfig,
              failcast: FailcastResource, mlflow: MlflowResource) -> dg.MaterializeResult:
     settings = failcast.settings
     calendar = settings.calendar
-    policy = settings.policy()
+    policy = config.policy(settings)
     with settings.warehouse().reader() as con:
         latest = latest_features_day(con)
         end = dt.date.fromisoformat(config.end) if config.end else calendar.previous_session(latest)
@@ -182,7 +263,7 @@ def backtest(context: dg.AssetExecutionContext, config: BacktestConfig,
     if table.height:
         run_id, experiment_id = log_backtest(mlflow.registry(), scores, table, steps, policy, {
             "start": start, "end": end, "source": settings.source},
-            {"dagster_run_id": context.run.run_id})
+            {"dagster_run_id": context.run.run_id, **config.tags()})
         metadata["mlflow_run"] = dg.MetadataValue.url(mlflow.registry().run_url(run_id, experiment_id))
         metadata["pr_auc"] = table.filter(pl.col("scorer") == MODEL_SCORER).row(0, named=True)["pr_auc"]
     return dg.MaterializeResult(metadata=metadata)

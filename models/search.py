@@ -1,0 +1,211 @@
+"""Model selection inside each retraining: a few configurations, chosen inside the training window.
+
+One fixed LightGBM configuration does not suit every estate: 40 failures call for small,
+strongly regularised trees, 7,000 can afford larger ones. ``search`` fits a handful of
+configurations (``grid``) on the gated fit's training set and keeps the one that ranks the
+failures of the training window's own newest days best:
+
+- **inner validation**: each configuration is fitted exactly as ``FailureModel.fit`` fits a
+  model (trees on the oldest 70% of the training window's days, early stopping on the next
+  15%), and scored by the PR-AUC of its raw margin on the window's newest 15% (the period its
+  calibration is fitted on, which neither the trees nor early stopping saw). The hold-out and
+  everything after it are never read: the gate judges the chosen configuration on them as it
+  judges any candidate.
+- **choice**: the highest inner PR-AUC; a tie keeps the configuration listed first (the
+  policy's own). The chosen configuration's fit *is* the candidate: nothing is fitted twice.
+- **cost**: every configuration reuses the one training set in memory (a thinner ratio thins
+  its tree rows further, a family left out drops columns); smaller trees, fewer rows and fewer
+  features cost less than the policy's own fit. ``max_configurations`` bounds the work.
+
+The grid (``grid``), from the failures ``F`` in the training window and the policy's
+configuration ``base``:
+
+=====================  ==========================================================================
+``base``               the policy's configuration, always first
+``F < few_failures``   ``regularised`` (4 leaves, at least 60 rows a leaf, L2 25, half the
+                       features per tree) and ``stumps`` (2 leaves, L2 25: an additive model):
+                       little history shrinks the model toward a few strong effects instead of
+                       jumping to the baseline
+``F < many_failures``  ``smaller`` (15 leaves, twice the rows a leaf, four times the L2)
+``F >= many_failures`` ``larger`` (63 leaves, half the rows a leaf, at least 20)
+``without <families>`` ``base`` with the feature families of ``leave_out_options`` left out
+                       (default: metric statistics and peers, i.e. incidents, changes,
+                       dependencies, calendar and inventory only)
+``thinner``            ``base`` with ``thin_to`` quiet rows per failure in the tree period
+=====================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import polars as pl
+
+from models.model import FailureModel, NotEnoughData, TrainConfig
+
+BASE = "base"
+# The feature families ``models.reasons.family`` knows: what a configuration may leave out.
+FAMILIES = ("metric", "incidents", "dependencies", "peers", "changes", "change actions",
+            "calendar", "inventory")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Whether the policy searches, and over what (see the module's table)."""
+
+    enabled: bool = False
+    max_configurations: int = 4
+    few_failures: int = 200  # below: strongly regularised configurations
+    many_failures: int = 2000  # from here on: a larger tree is tried
+    thin_to: int = 8  # quiet rows per failure of the ``thinner`` configuration
+    leave_out_options: tuple[tuple[str, ...], ...] = (("metric", "peers"),)
+
+    def params(self) -> dict[str, object]:
+        """Flat, for MLflow."""
+        return {"search": self.enabled,
+                **({"search_max_configurations": self.max_configurations,
+                    "search_few_failures": self.few_failures,
+                    "search_many_failures": self.many_failures,
+                    "search_thin_to": self.thin_to,
+                    "search_leave_out_options": ";".join(
+                        "+".join(o) for o in self.leave_out_options)} if self.enabled else {})}
+
+
+def grid(base: TrainConfig, failures: int, search: SearchConfig,
+         features: list[str] | None = None) -> dict[str, TrainConfig]:
+    """The named configurations to try, the policy's own first (see the module's table). A
+    family option that would leave out no feature of ``features`` is not tried."""
+    sizes: dict[str, TrainConfig] = {}
+    if failures < search.few_failures:
+        sizes["regularised"] = replace(
+            base, num_leaves=4, min_child_samples=max(base.min_child_samples, 60),
+            lambda_l2=max(base.lambda_l2, 25.0), feature_fraction=min(base.feature_fraction, 0.5))
+        sizes["stumps"] = replace(base, num_leaves=2, lambda_l2=max(base.lambda_l2, 25.0))
+    elif failures < search.many_failures:
+        sizes["smaller"] = replace(base, num_leaves=15, min_child_samples=2 * base.min_child_samples,
+                                   lambda_l2=4 * base.lambda_l2)
+    else:
+        sizes["larger"] = replace(base, num_leaves=63,
+                                  min_child_samples=max(20, base.min_child_samples // 2))
+    families = {}
+    for option in search.leave_out_options:
+        fewer = replace(base, leave_out=(*base.leave_out, *option))
+        if features is None or len(fewer.inputs(features)) < len(base.inputs(features)):
+            families[f"without {', '.join(option)}"] = fewer
+    thinner = ({"thinner": replace(base, quiet_per_failure=search.thin_to)}
+               if search.thin_to < base.quiet_per_failure else {})
+    named = {BASE: base, **sizes, **families, **thinner}
+    return dict(list(named.items())[:max(1, search.max_configurations)])
+
+
+def changes(config: TrainConfig, base: TrainConfig) -> str:
+    """What a configuration changes in ``base``, in a few words (``num_leaves=4, ...``)."""
+    differ = [f"{k}={'+'.join(v) if isinstance(v, list) else v}"
+              for k, v in config.recipe().items() if base.recipe()[k] != v]
+    return ", ".join(differ) or "the policy's configuration"
+
+
+@dataclass
+class SearchResult:
+    chosen: str | None  # the name of the chosen configuration (None: none could be fitted)
+    fitted: dict[str, FailureModel]  # every configuration that could be fitted, by name
+    configs: dict[str, TrainConfig]
+    table: pl.DataFrame  # one row per configuration: what it is, its inner score, its cost
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def model(self) -> FailureModel | None:
+        return self.fitted.get(self.chosen) if self.chosen else None
+
+    @property
+    def config(self) -> TrainConfig | None:
+        return self.configs.get(self.chosen) if self.chosen else None
+
+    def fitted_with(self, config: TrainConfig) -> FailureModel | None:
+        """A fit of the same recipe, when the search made one (the champion's configuration
+        is often one of the grid's): the gate's comparison needs no second fit of it."""
+        for name, model in self.fitted.items():
+            if self.configs[name].recipe() == config.recipe():
+                return model
+        return None
+
+    def params(self) -> dict[str, object]:
+        """The chosen configuration, flat, for MLflow (``chosen_num_leaves``, ...)."""
+        if self.config is None:
+            return {"search_chosen": "none"}
+        return {"search_chosen": self.chosen,
+                **{f"chosen_{k}": v for k, v in self.config.recipe().items()}}
+
+    def metrics(self) -> dict[str, float]:
+        out = {}
+        for row in self.table.iter_rows(named=True):
+            if row["inner_pr_auc"] is not None:
+                out[f"search_{row['name'].replace(' ', '_').replace(',', '')}_inner_pr_auc"] = \
+                    row["inner_pr_auc"]
+        return out
+
+
+def inner_score(model: FailureModel, frame: pl.DataFrame) -> tuple[float | None, int, int]:
+    """(PR-AUC of the raw margin, rows, failures) on the model's calibration period: the
+    training window's newest days, which its trees and early stopping did not see."""
+    from sklearn.metrics import average_precision_score
+
+    first, last = model.split.calibrate
+    rows = frame.filter(pl.col("as_of").is_between(first, last))
+    failures = int(rows["label"].sum())
+    if failures == 0 or failures == rows.height:
+        return None, rows.height, failures
+    return (float(average_precision_score(rows["label"].to_numpy(), model.margin(rows))),
+            rows.height, failures)
+
+
+def search(frame: pl.DataFrame, features: list[str], base: TrainConfig,
+           config: SearchConfig) -> SearchResult:
+    """Fit every configuration of ``grid`` on ``frame`` (the gated fit's training set) and
+    choose by the inner validation; ``frame`` must not hold the hold-out's days."""
+    failures = int(frame["label"].sum()) if frame.height else 0
+    configs = grid(base, failures, config, features)
+    fitted: dict[str, FailureModel] = {}
+    rows, notes = [], []
+    for name, candidate in configs.items():
+        started = time.perf_counter()
+        try:
+            model = FailureModel.fit(frame, features, candidate)
+        except NotEnoughData as exc:
+            notes.append(f"{name} could not be fitted: {exc}")
+            rows.append(_row(name, candidate, base, None, time.perf_counter() - started, str(exc)))
+            continue
+        fitted[name] = model
+        score = inner_score(model, frame)
+        rows.append(_row(name, candidate, base, model, time.perf_counter() - started, "", score))
+    table = pl.DataFrame(rows, schema=_SCHEMA)
+    scored = table.filter(pl.col("inner_pr_auc").is_not_null())
+    if scored.height:
+        best = float(scored["inner_pr_auc"].max())
+        chosen = scored.filter(pl.col("inner_pr_auc") == best)["name"][0]  # ties: listed first
+    else:
+        chosen = next(iter(fitted), None)  # nothing to score on: the first that was fitted
+    table = table.with_columns(chosen=pl.col("name") == pl.lit(chosen))
+    return SearchResult(chosen, fitted, configs, table, notes)
+
+
+_SCHEMA = {"name": pl.String, "changes": pl.String, "config": pl.String,
+           "inner_pr_auc": pl.Float64, "inner_rows": pl.Int64, "inner_failures": pl.Int64,
+           "rounds": pl.Int64, "tree_rows": pl.Int64, "features_used": pl.Int64,
+           "seconds": pl.Float64, "error": pl.String}
+
+
+def _row(name: str, config: TrainConfig, base: TrainConfig, model: FailureModel | None,
+         seconds: float, error: str, score: tuple[float | None, int, int] = (None, 0, 0)) -> dict:
+    inner, inner_rows, inner_failures = score
+    return {"name": name, "changes": changes(config, base),
+            "config": json.dumps(config.recipe(), sort_keys=True),
+            "inner_pr_auc": None if inner is None or np.isnan(inner) else round(inner, 6),
+            "inner_rows": inner_rows, "inner_failures": inner_failures,
+            "rounds": model.rounds if model else None,
+            "tree_rows": model.info.get("tree_rows") if model else None,
+            "features_used": len(model.features) if model else None,
+            "seconds": round(seconds, 2), "error": error}

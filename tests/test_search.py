@@ -1,0 +1,171 @@
+"""The model search inside each retraining (models/search.py), on synthetic rows."""
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from features.errors import UsageError
+from models.lifecycle import CHAMPION, PolicyConfig, RetrainPolicy, with_model
+from models.memory_registry import InMemoryRegistry
+from models.model import FailureModel, TrainConfig, thin_tree_rows
+from models.reasons import family
+from models.search import BASE, FAMILIES, SearchConfig, grid, search
+from tests.test_lifecycle import GOOD, synthetic, training_set
+
+ON = SearchConfig(enabled=True)
+
+
+def searching(candidate: TrainConfig = GOOD, **search) -> RetrainPolicy:
+    return RetrainPolicy(PolicyConfig(candidate=candidate,
+                                      search=SearchConfig(enabled=True, **search)))
+
+
+def estate(days: int = 170, systems: int = 60, seed: int = 1, noise: int = 12):
+    """Failures driven by the system's recent incidents (``inc_7d``) only; ``noise`` metric
+    statistics (``m<i>__mean``) carry nothing."""
+    rng = np.random.default_rng(seed)
+    rows = days * systems
+    recent = rng.poisson(0.4, rows).astype(np.float32)
+    p = 1 / (1 + np.exp(-(-3.8 + 1.3 * recent)))
+    dates = [dt.date(2025, 1, 1) + dt.timedelta(days=d) for d in range(days)]
+    frame = pl.DataFrame({
+        "system_id": np.tile([f"S{i}" for i in range(systems)], days),
+        "as_of": pl.Series(dates).gather(np.repeat(np.arange(days), systems)),
+        "inc_7d": recent,
+        **{f"m{i}__mean": rng.normal(size=rows).astype(np.float32) for i in range(noise)},
+        "label": rng.random(rows) < p,
+    })
+    return frame, dates
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic()
+
+
+@pytest.mark.parametrize(("failures", "sizes"), [
+    (60, ["regularised", "stumps"]), (600, ["smaller"]), (5000, ["larger"])])
+def test_the_grid_suits_the_amount_of_history(failures, sizes):
+    named = grid(TrainConfig(), failures, SearchConfig(max_configurations=10))
+    assert list(named)[0] == BASE and named[BASE] == TrainConfig()
+    assert [n for n in named if n in ("regularised", "stumps", "smaller", "larger")] == sizes
+    leaves = {named[n].num_leaves for n in sizes}
+    assert (max(leaves) < 31) if failures < 2000 else (min(leaves) > 31)
+    assert named["thinner"].quiet_per_failure == 8
+    assert named["without metric, peers"].leave_out == ("metric", "peers")
+
+
+def test_the_grid_is_bounded_and_skips_families_the_data_does_not_have():
+    assert len(grid(TrainConfig(), 60, SearchConfig(max_configurations=2))) == 2
+    named = grid(TrainConfig(), 600, SearchConfig(), features=["inc_7d", "chg_window_high"])
+    assert not any(n.startswith("without") for n in named)
+
+
+def test_a_configuration_leaves_its_families_out_and_keeps_them_out_when_stored():
+    frame, _ = estate()
+    config = TrainConfig(min_failures=10, leave_out=("metric",))
+    model = FailureModel.fit(frame, ["inc_7d", *(f"m{i}__mean" for i in range(12))], config)
+    assert model.features == ["inc_7d"]
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert config.recipe() != TrainConfig(min_failures=10).recipe()
+
+
+def test_every_family_the_reasons_know_can_be_left_out():
+    names = ["cpu_pct__mean", "inc_7d", "up_inc_1d", "peer_category_inc_7d", "chg_window_high",
+             "act_restart_window", "days_to_target", "tier"]
+    assert sorted({family(n) for n in names}) == sorted(FAMILIES)
+
+
+def test_a_thinner_configuration_keeps_every_failure_and_fewer_quiet_rows(data):
+    frame, _ = data
+    thinned = thin_tree_rows(frame, 5, seed=7)
+    failures = int(frame["label"].sum())
+    assert int(thinned["label"].sum()) == failures
+    quiet = thinned.height - failures
+    assert 4 * failures < quiet < 6 * failures
+    assert thin_tree_rows(thinned, 5, seed=7).height == thinned.height  # already thin enough
+
+
+def test_the_search_never_reads_the_holdout(data):
+    """Scramble the hold-out's labels and features: the search's table and choice stay."""
+    frame, dates = data
+    training = training_set(frame, dates)
+    first = searching().retrain(training, InMemoryRegistry()).searched
+    rng = np.random.default_rng(5)
+    scrambled = training.holdout.with_columns(
+        label=pl.Series(rng.random(training.holdout.height) < 0.5),
+        x=pl.Series(rng.normal(size=training.holdout.height).astype(np.float32)))
+    training.holdout = scrambled
+    second = searching().retrain(training, InMemoryRegistry()).searched
+    assert first.chosen == second.chosen
+    assert first.table.drop("seconds").equals(second.table.drop("seconds"))
+
+
+def test_the_search_scores_on_the_training_windows_newest_days(data):
+    frame, dates = data
+    training = training_set(frame, dates)
+    searched = search(training.train, ["x", "z", "noise"], GOOD, ON)
+    train_days = sorted(training.train["as_of"].unique())
+    newest = train_days[int(len(train_days) * 0.85):]
+    inner = training.train.filter(pl.col("as_of").is_in(newest))
+    assert set(searched.table["inner_rows"].to_list()) == {inner.height}
+    assert newest[-1] < training.holdout_window.first
+
+
+def test_the_search_leaves_out_a_family_that_only_adds_noise():
+    frame, dates = estate()
+    training = training_set(frame, dates)
+    searched = search(training.train, ["inc_7d", *(f"m{i}__mean" for i in range(12))],
+                      TrainConfig(min_failures=10), SearchConfig(enabled=True, thin_to=20))
+    assert list(searched.configs) == [BASE, "smaller", "without metric, peers"]
+    assert searched.chosen == "without metric, peers"
+    assert searched.model.features == ["inc_7d"]
+    scores = dict(zip(searched.table["name"], searched.table["inner_pr_auc"], strict=True))
+    assert scores["without metric, peers"] > scores[BASE]
+
+
+def test_the_chosen_configuration_is_what_serves(data):
+    frame, dates = data
+    registry = InMemoryRegistry()
+    outcome = searching().retrain(training_set(frame, dates), registry)
+    assert outcome.action == "promote"
+    chosen = outcome.searched.config
+    assert outcome.searched.table.filter("chosen")["name"].to_list() == [outcome.searched.chosen]
+    assert registry.served(CHAMPION).config.recipe() == chosen.recipe()
+
+
+def test_the_champions_configuration_is_not_fitted_again_when_the_search_fitted_it(data,
+                                                                                   monkeypatch):
+    frame, dates = data
+    registry = InMemoryRegistry()
+    RetrainPolicy(PolicyConfig(candidate=GOOD)).retrain(training_set(frame, dates), registry)
+    fits = []
+    original = FailureModel.fit.__func__
+    monkeypatch.setattr(FailureModel, "fit", classmethod(
+        lambda cls, *a, **k: fits.append(a[2]) or original(cls, *a, **k)))
+    outcome = searching().retrain(training_set(frame, dates, offset=5), registry)
+    assert len(fits) == len(outcome.searched.configs)  # the champion's (GOOD) is the base
+    assert outcome.searched.fitted_with(GOOD) is not None
+
+
+def test_with_few_failures_the_model_is_strongly_regularised_not_the_baseline():
+    frame, dates = estate(days=150, systems=25, seed=4)
+    training = training_set(frame, dates)
+    failures = int(training.train["label"].sum())
+    assert failures < ON.few_failures
+    outcome = searching(TrainConfig(min_failures=10)).retrain(training, InMemoryRegistry())
+    assert set(outcome.searched.configs) >= {"regularised", "stumps"}
+    assert outcome.candidate is not None
+
+
+def test_a_model_setting_or_family_that_does_not_exist_is_a_usage_error():
+    with pytest.raises(UsageError, match="unknown feature family 'metrics'"):
+        with_model(PolicyConfig(), leave_out=["metrics"])
+    with pytest.raises(UsageError, match="unknown model setting leaves"):
+        with_model(PolicyConfig(), train={"leaves": 4})
+    changed = with_model(PolicyConfig(), train={"num_leaves": 7}, leave_out=["peers"],
+                         search_on=True)
+    assert changed.candidate.num_leaves == 7 and changed.candidate.leave_out == ("peers",)
+    assert changed.search.enabled
