@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from features.errors import UsageError
+from features.errors import FailcastError, UsageError
 from pipelines.partitions import PARTITIONS_PER_RUN
 from pipelines.settings import Settings, load_settings, settings_as_text
 
@@ -34,6 +34,10 @@ BACKFILL_TAG = "failcast/backfill"
 SOURCE_ASSETS = ("trading_calendar", "systems", "incidents", "changes")
 METRIC_ASSETS = ("metrics", "metric_day_stats")
 FEATURE_ASSETS = ("system_day_features",)
+
+
+class BackfillBug(RuntimeError):
+    """An unexpected error in a worker's run, carried to the parent as text (a bug: exit 1)."""
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,13 @@ def run_task(source: str, home: str, values: dict[str, str], task: Task,
     defs = _definitions(source, home, values)
     settings = load_settings(source, home, env={}, **values)
     started = time.perf_counter()
-    outcome = run_job(defs, JOB, settings, task.first, task.last,
-                      {BACKFILL_TAG: backfill_id}, assets=task.assets, quiet=True)
+    try:
+        outcome = run_job(defs, JOB, settings, task.first, task.last,
+                          run_tags={BACKFILL_TAG: backfill_id}, assets=task.assets, quiet=True)
+    except FailcastError:
+        raise
+    except Exception as exc:
+        # Sent back to the parent by pickling: many library errors (Dagster's) cannot be
+        # rebuilt there and would break the whole pool instead of naming the failure.
+        raise BackfillBug(f"{task}: {type(exc).__name__}: {exc}") from None
     return outcome.run_id, time.perf_counter() - started

@@ -13,7 +13,15 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines.backfill import BACKFILL_TAG, days_per_run, plan, run_backfill
+from pipelines.backfill import (
+    BACKFILL_TAG,
+    BackfillBug,
+    Task,
+    days_per_run,
+    plan,
+    run_backfill,
+    run_task,
+)
 from pipelines.cli import main
 from pipelines.settings import load_settings
 
@@ -133,6 +141,22 @@ def test_runs_are_as_long_as_keeps_every_worker_busy():
     assert days_per_run(120, 2) == 30  # two runs for each of two workers
     assert days_per_run(500, 2) == PARTITIONS_PER_RUN
     assert days_per_run(2, 2) == 1
+
+
+def test_an_unexpected_error_in_a_run_reaches_the_parent_as_one_picklable_error(
+        tiny_estate, tmp_path, monkeypatch):
+    # A worker's exception travels to the parent pickled; Dagster's errors cannot be rebuilt
+    # there, which used to break the whole pool instead of naming the run.
+    import pickle
+
+    from pipelines.settings import settings_as_text
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    settings = load_settings(tiny_estate, tmp_path / "home", env={})
+    task = Task("metrics", ("no_such_asset",), dt.date(2025, 6, 3), dt.date(2025, 6, 3))
+    with pytest.raises(BackfillBug, match=r"^metrics 2025-06-03..2025-06-03: \w+") as raised:
+        run_task(str(tiny_estate), str(settings.home), settings_as_text(settings), task, "x")
+    assert pickle.loads(pickle.dumps(raised.value)).args == raised.value.args
 
 
 def test_backfill_command_checks_its_range(tiny_estate, tmp_path, capsys):
