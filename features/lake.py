@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
 import functools
 import hashlib
 import os
@@ -47,7 +46,7 @@ from pathlib import Path
 
 import duckdb
 
-from features.errors import ResourceError
+from features.errors import disk_fault
 
 PARTITION = "as_of"
 GRACE = dt.timedelta(hours=1)
@@ -110,19 +109,20 @@ class LakeUnion:
                                           for p in self.parts)
 
 
-def _disk_full_is_a_resource_error(method):
-    """A full disk is an operator's problem with a one-line answer, not a bug."""
+def _disk_fault_is_a_resource_error(method):
+    """A full, read-only or forbidden disk is an operator's problem with a one-line answer
+    (``features.errors.disk_fault``), not a bug."""
 
     @functools.wraps(method)
     def guarded(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except (OSError, duckdb.IOException) as exc:
-            full = getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc)
-            if not full:
-                raise
+        except (OSError, duckdb.Error) as exc:
             root = self.root if isinstance(self, Lake) else self.lake.root
-            raise ResourceError(f"the disk holding {root} is full: free space and run again") from None
+            fault = disk_fault(exc, f"the lake {root}")
+            if fault is None:
+                raise
+            raise fault from None
 
     return guarded
 
@@ -258,7 +258,7 @@ class Lake:
         staged.publish(con)
         return staged.rows
 
-    @_disk_full_is_a_resource_error
+    @_disk_fault_is_a_resource_error
     def stage_partitions(
         self,
         con: duckdb.DuckDBPyConnection,
@@ -315,7 +315,7 @@ class Lake:
         finally:
             con.unregister("lake_frame")
 
-    @_disk_full_is_a_resource_error
+    @_disk_fault_is_a_resource_error
     def write_snapshot(self, con: duckdb.DuckDBPyConnection, group: str,
                        queries: Mapping[LakeTable, tuple[str, Sequence]]) -> None:
         """Replace the tables of ``group`` together: readers see all the old ones or all the new."""
@@ -366,7 +366,7 @@ class Lake:
                     shutil.rmtree(entry.path, ignore_errors=True)
         return removed
 
-    @_disk_full_is_a_resource_error
+    @_disk_fault_is_a_resource_error
     def scratch(self) -> Path:
         """A directory of its own under the lake (for DuckDB's spill files), removed by the
         caller; left-overs of a killed process are collected after ``GRACE``."""
@@ -421,7 +421,7 @@ class StagedPartitions:
         self.files.update(other.files)
         self.staging.extend(other.staging)
 
-    @_disk_full_is_a_resource_error
+    @_disk_fault_is_a_resource_error
     def publish(self, con: duckdb.DuckDBPyConnection) -> None:
         """Move every staged partition into place, each with one rename, and refresh ``con``'s
         view. A failure leaves each day either as it was or complete."""

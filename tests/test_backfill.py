@@ -77,9 +77,10 @@ def backfills(tiny_estate, tmp_path_factory):
     system = pl.read_csv(source / "systems.csv")["system_id"][0]
     bad = source / "metrics" / "late" / "bad.csv"
     bad.parent.mkdir(parents=True)
+    # cpu_pct, a metric the estate has: a family seen on one day only trips the gone-empty check
     bad.write_text("ts,system_id,metric,value\n"
-                   f"2025-06-10T10:00:00,{system},queue_depth,3\n"
-                   f"2025-06-10T10:00:00,{system},queue_depth,3\n"  # an exact duplicate
+                   f"2025-06-10T10:30:00,{system},cpu_pct,3\n"
+                   f"2025-06-10T10:30:00,{system},cpu_pct,3\n"  # an exact duplicate
                    "2025-06-10T10:00:00,NOBODY,cpu_pct,1\n"  # unknown system: quarantined
                    f"2025-06-18T10:00:00,{system},cpu_pct,lots\n"  # not a number
                    f"someday,{system},cpu_pct,1\n")  # no timestamp: in no partition

@@ -207,7 +207,7 @@ def test_a_full_disk_is_one_line_naming_the_lake(warehouse, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "rename", full)
-    with pytest.raises(ResourceError, match="disk holding .*lake is full"):
+    with pytest.raises(ResourceError, match=r"cannot write the lake .*lake: No space left on device; free space"):
         write_metrics(warehouse, 10, 2.0)
     monkeypatch.undo()
     with warehouse.reader() as con:  # the old partitions are intact

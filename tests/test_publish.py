@@ -226,6 +226,7 @@ def scratch(published, tmp_path):
     shutil.copytree(settings.source, source)
     home.mkdir()
     shutil.copy2(settings.warehouse_path, home / "warehouse.duckdb")
+    shutil.copytree(settings.warehouse().lake.root, home / "lake")  # the partition tables
     copy = settings.with_values(source=source, home=home,
                                 mlflow_tracking_uri=settings.tracking_uri)
     return copy, build_definitions(copy, today=dt.date(2025, 10, 1))
