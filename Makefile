@@ -42,7 +42,7 @@ lock: | $(UV_STAMP)  ## re-resolve uv.lock after a change to the dependencies in
 
 ui: $(STAMP)  ## Dagster UI on http://127.0.0.1:3000
 	mkdir -p $(DAGSTER_HOME)
-	test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+	test -f $(DAGSTER_HOME)/dagster.yaml || $(BIN)/python -c "from pipelines.runner import DAGSTER_YAML; print(DAGSTER_YAML, end='')" > $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 mlflow-ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000
@@ -51,5 +51,5 @@ mlflow-ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000
 bench: $(STAMP)  ## benchmarks (minutes; writes under $(FAILCAST_HOME)/bench)
 	$(BIN)/python -m benchmarks.run
 
-clean-data:  ## remove generated data (demo estate, warehouse, MLflow store, published files)
-	rm -rf data/demo data/warehouse.duckdb data/mlflow.db data/mlartifacts data/published data/dagster data/bench data/backtest data/training data/training_sets
+clean-data:  ## remove generated data (demo estate, warehouse and lake, MLflow store, published files)
+	rm -rf data/demo data/warehouse.duckdb data/lake data/mlflow.db data/mlartifacts data/published data/dagster data/bench data/backtest data/training data/training_sets

@@ -82,9 +82,10 @@ def ingest(source: str, home: str, first: str, last: str) -> dict:
     from features.source import Source
 
     settings = _settings(source, home)
-    with settings.warehouse().writer() as con:
-        load_source_tables(con, Source.open(source))
-        result = load_metrics(con, Source.open(source), settings.calendar,
+    warehouse = settings.warehouse()
+    with warehouse.lake_writer() as con:
+        load_source_tables(con, warehouse.lake, Source.open(source))
+        result = load_metrics(con, warehouse.lake, Source.open(source), settings.calendar,
                               dt.date.fromisoformat(first), dt.date.fromisoformat(last))
     return {"rows": result.rows_loaded}
 
@@ -93,8 +94,9 @@ def day_stats(source: str, home: str, first: str, last: str) -> dict:
     from features.metric_stats import build_metric_day_stats
 
     settings = _settings(source, home)
-    with settings.warehouse().writer() as con:
-        rows = build_metric_day_stats(con, settings.calendar.session_table(first, last))
+    warehouse = settings.warehouse()
+    with warehouse.lake_writer() as con:
+        rows = build_metric_day_stats(con, warehouse.lake, settings.calendar.session_table(first, last))
     return {"rows": rows}
 
 
@@ -102,9 +104,10 @@ def features(source: str, home: str, first: str, last: str) -> dict:
     from features.build import build_and_write_features
 
     settings = _settings(source, home)
-    with settings.warehouse().writer() as con:
-        summary = build_and_write_features(con, settings.calendar, dt.date.fromisoformat(first),
-                                           dt.date.fromisoformat(last))
+    warehouse = settings.warehouse()
+    with warehouse.lake_writer() as con:
+        summary = build_and_write_features(con, warehouse.lake, settings.calendar,
+                                           dt.date.fromisoformat(first), dt.date.fromisoformat(last))
     return {"rows": summary.rows, "features": len(summary.features)}
 
 

@@ -3,7 +3,9 @@
 The rows of a range of sessions are built in one batch (a backfill of a year is one pass per
 query, not a query per day): a ``feature_base`` table of (system, as-of day, cutoff, window)
 drives every feature query, each query returns frames keyed by (system_id, as_of), and Polars
-joins them. The result replaces the range in the warehouse in one transaction.
+joins them. Each day of the range becomes a partition of the lake table (``features.lake``);
+the table's columns are the union of its partitions' columns, so a new metric adds columns without
+rewriting the past.
 
 Point in time: every query filters by the as-of day's cutoff from ``features.trading_time``;
 the metric features read only the metric partitions up to that day.
@@ -22,13 +24,15 @@ from features.case_features import case_features
 from features.change_actions import change_actions, with_signal_interactions
 from features.change_features import change_features
 from features.errors import DataError
+from features.lake import Lake, LakeTable
 from features.metric_features import LOOKBACK_SESSIONS, metric_features
 from features.source import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from features.trading_time import LONG_BREAK_DAYS, TradingCalendar
-from features.warehouse import quote_ident, replace_by_name, table_columns, table_exists
+from features.warehouse import quote_ident, table_columns, table_exists
 
 TABLE = "system_day_features"
 KEYS = ("system_id", "as_of", "target_date")
+FEATURES_TABLE = LakeTable(TABLE, keys=KEYS)
 
 FEATURE_BASE = """
 CREATE OR REPLACE TEMP TABLE feature_base AS
@@ -189,14 +193,15 @@ def build_features(
     return frame.sort("as_of", "system_id")
 
 
-def write_features(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, first: dt.date,
-                   last: dt.date) -> None:
-    """Replace the rows of ``first..last`` in ``system_day_features`` (new columns are added)."""
-    replace_by_name(con, TABLE, frame, "as_of", first, last)
+def write_features(con: duckdb.DuckDBPyConnection, lake: Lake, frame: pl.DataFrame,
+                   days: list[dt.date]) -> None:
+    """Replace the partitions ``days`` of ``system_day_features`` with the rows of ``frame``."""
+    lake.write_frame_partitions(con, FEATURES_TABLE, frame, days)
 
 
 def build_and_write_features(
     con: duckdb.DuckDBPyConnection,
+    lake: Lake,
     calendar: TradingCalendar,
     first: dt.date,
     last: dt.date,
@@ -205,8 +210,8 @@ def build_and_write_features(
 ) -> FeatureSummary:
     """Build and replace the features of ``first..last``, a chunk of sessions at a time.
 
-    Chunks bound memory on estates with thousands of systems; each chunk is whole days and
-    is written in one transaction.
+    Chunks bound memory on estates with thousands of systems; each chunk is whole days, each
+    day a partition replaced at once.
     """
     sessions = calendar.sessions(first, last)
     if not sessions:
@@ -215,7 +220,7 @@ def build_and_write_features(
     chunks = [sessions[i:i + chunk_sessions] for i in range(0, len(sessions), chunk_sessions)]
     for done, chunk in enumerate(chunks, start=1):
         frame = build_features(con, calendar, chunk[0], chunk[-1])
-        write_features(con, frame, chunk[0], chunk[-1])
+        write_features(con, lake, frame, chunk)
         summary.add(frame)
         if on_chunk:
             on_chunk(done, len(chunks))

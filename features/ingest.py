@@ -1,11 +1,15 @@
-"""Load a source directory into the warehouse.
+"""Load a source directory into the lake (``features.lake``).
 
 - ``load_source_tables``: systems, incidents and changes, validated (``features.validate``) and
-  replaced as a whole in one transaction, with their quarantine rows.
+  replaced together as one snapshot, with their quarantine rows, the metric rows that have no
+  usable timestamp (they fit no partition), and the load log.
 - ``load_metrics``: the samples of a range of as-of sessions, read by DuckDB straight from the
   Parquet/CSV files, checked row by row in SQL, each sample assigned to the session whose
   window ``[cutoff(previous), cutoff(d))`` holds it, and exact duplicates dropped and counted.
-  Re-loading a range replaces its rows; it never duplicates them.
+  Each session is a partition of ``metrics``, ``metric_quarantine`` and ``metric_load_log``;
+  re-loading a range replaces its partitions, it never duplicates them.
+
+The tables are declared here, beside the code that writes them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import polars as pl
 
 from features.csv_text import PROBLEM, RECORD, ROW, read_csv_text
 from features.errors import DataError
+from features.lake import Lake, LakeTable, LakeUnion, StagedPartitions
 from features.source import REQUIRED_COLUMNS, Source, check_text_file, require_columns
 from features.trading_time import LONG_BREAK_DAYS, TradingCalendar
 from features.validate import (
@@ -27,31 +32,85 @@ from features.validate import (
     StageResult,
     stage_source_tables,
 )
-from features.warehouse import transaction
 
 SOURCE_TABLES = ("systems", "incidents", "changes")
+SOURCE_GROUP = "source"
+
+_QUARANTINE = (
+    ("table_name", "VARCHAR"), ("source_file", "VARCHAR"), ("row", "BIGINT"),
+    ("column_name", "VARCHAR"),
+    ("reason", "VARCHAR"),
+    ("raw_value", "VARCHAR"),
+    ("action", "VARCHAR"),      # 'rejected' (row not loaded) or 'value dropped'
+    ("as_of", "DATE"),          # metrics partition the row fell in, NULL otherwise
+    ("loaded_at", "TIMESTAMP"),
+)
+_LOAD_LOG = (
+    ("table_name", "VARCHAR"), ("as_of", "DATE"), ("rows_read", "BIGINT"),
+    ("rows_loaded", "BIGINT"), ("rows_rejected", "BIGINT"), ("values_dropped", "BIGINT"),
+    ("duplicates_dropped", "BIGINT"), ("loaded_at", "TIMESTAMP"),
+)
+
+SYSTEMS_TABLE = LakeTable("systems", keys=("system_id",), group=SOURCE_GROUP)
+INCIDENTS_TABLE = LakeTable("incidents", group=SOURCE_GROUP)
+CHANGES_TABLE = LakeTable("changes", group=SOURCE_GROUP)
+SOURCE_QUARANTINE_TABLE = LakeTable("source_quarantine", _QUARANTINE, group=SOURCE_GROUP)
+SOURCE_LOAD_LOG_TABLE = LakeTable("source_load_log", _LOAD_LOG, group=SOURCE_GROUP)
+METRICS_TABLE = LakeTable("metrics", (
+    ("as_of", "DATE"), ("ts", "TIMESTAMP"), ("system_id", "VARCHAR"), ("metric", "VARCHAR"),
+    ("value", "DOUBLE"),
+))
+METRIC_QUARANTINE_TABLE = LakeTable("metric_quarantine", _QUARANTINE)
+METRIC_LOAD_LOG_TABLE = LakeTable("metric_load_log", _LOAD_LOG)
+QUARANTINE = LakeUnion("quarantine", (SOURCE_QUARANTINE_TABLE, METRIC_QUARANTINE_TABLE))
+LOAD_LOG = LakeUnion("load_log", (SOURCE_LOAD_LOG_TABLE, METRIC_LOAD_LOG_TABLE))
+TRADING_CALENDAR_TABLE = LakeTable("trading_calendar", group="trading_calendar")
 
 
-def load_source_tables(con: duckdb.DuckDBPyConnection, source: Source) -> list[StageResult]:
-    """Validate and publish systems, incidents and changes; returns their counts."""
+def write_trading_calendar(con: duckdb.DuckDBPyConnection, lake: Lake,
+                           sessions: pl.DataFrame) -> None:
+    """Replace the table ``trading_calendar`` (sessions with their cutoffs and windows)."""
+    con.register("calendar_frame", sessions)
+    try:
+        lake.write_snapshot(con, TRADING_CALENDAR_TABLE.group,
+                            {TRADING_CALENDAR_TABLE: ("SELECT * FROM calendar_frame", [])})
+    finally:
+        con.unregister("calendar_frame")
+
+
+def load_source_tables(con: duckdb.DuckDBPyConnection, lake: Lake,
+                       source: Source) -> list[StageResult]:
+    """Validate and publish systems, incidents and changes together; returns their counts.
+
+    The metric rows without a usable timestamp are quarantined here too: they belong to no
+    partition, and finding them means reading every metric file once per load of the source,
+    not once per partition."""
     results = stage_source_tables(con, source)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    with transaction(con):
-        for table in SOURCE_TABLES:
-            con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM staged_{table}")  # noqa: S608
-        con.execute(
-            "DELETE FROM quarantine WHERE table_name IN ('systems', 'incidents', 'changes')"
-        )
-        con.execute(
-            f"INSERT INTO quarantine SELECT {QUARANTINE_COLUMNS}, ? FROM staged_quarantine",  # noqa: S608
-            [now],
-        )
-        for r in results:
-            con.execute(
-                "INSERT INTO load_log VALUES (?, NULL, ?, ?, ?, ?, 0, ?)",
-                [r.table, r.rows_read, r.rows_loaded, r.rows_rejected, r.values_dropped, now],
-            )
+    if source.has_metrics:
+        _quarantine_undated(con, source)
+    log = pl.DataFrame(
+        [(r.table, None, r.rows_read, r.rows_loaded, r.rows_rejected, r.values_dropped, 0, now)
+         for r in results],
+        schema=[(name, _POLARS[sql_type]) for name, sql_type in _LOAD_LOG], orient="row")
+    con.register("source_load_rows", log)
+    try:
+        lake.write_snapshot(con, SOURCE_GROUP, {
+            SYSTEMS_TABLE: ("SELECT * FROM staged_systems", []),
+            INCIDENTS_TABLE: ("SELECT * FROM staged_incidents", []),
+            CHANGES_TABLE: ("SELECT * FROM staged_changes", []),
+            SOURCE_QUARANTINE_TABLE: (
+                f"SELECT {QUARANTINE_COLUMNS}, ?::TIMESTAMP AS loaded_at FROM staged_quarantine",  # noqa: S608
+                [now]),
+            SOURCE_LOAD_LOG_TABLE: ("SELECT * FROM source_load_rows", []),
+        })
+    finally:
+        con.unregister("source_load_rows")
     return results
+
+
+_POLARS = {"VARCHAR": pl.String, "DATE": pl.Date, "BIGINT": pl.Int64,
+           "TIMESTAMP": pl.Datetime("us")}
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -242,6 +301,7 @@ def _local_naive(instant: dt.datetime) -> dt.datetime:
 
 def load_metrics(
     con: duckdb.DuckDBPyConnection,
+    lake: Lake,
     source: Source,
     calendar: TradingCalendar,
     first: dt.date,
@@ -249,12 +309,12 @@ def load_metrics(
     max_rows_per_chunk: int = 30_000_000,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> MetricsLoad:
-    """Replace the metric samples of sessions ``first..last`` in the warehouse.
+    """Replace the metric partitions of sessions ``first..last`` in the lake.
 
-    A long range loads in chunks of whole sessions, each in its own transaction, so memory
-    stays bounded: the first chunk is one session, and later chunks hold as many sessions as
-    fit in ``max_rows_per_chunk`` samples at the rate seen so far. A failure leaves each
-    partition either as it was or completely reloaded.
+    A long range loads in chunks of whole sessions so memory stays bounded: the first chunk is
+    one session, and later chunks hold as many sessions as fit in ``max_rows_per_chunk``
+    samples at the rate seen so far. A failure leaves each partition either as it was or
+    completely reloaded. ``systems`` (``load_source_tables``) must be loaded first.
     """
     sessions = calendar.session_table(first, last)
     if sessions.is_empty():
@@ -266,7 +326,7 @@ def load_metrics(
     offset, size = 0, 1
     while offset < sessions.height:
         chunk = sessions.slice(offset, size)
-        counts, chunk_reasons = _load_chunk(con, source, calendar, chunk, now)
+        counts, chunk_reasons = _load_chunk(con, lake, source, calendar, chunk, now)
         for key in totals:
             totals[key] += counts[key]
         for reason, count in chunk_reasons.items():
@@ -276,22 +336,35 @@ def load_metrics(
         size = max(1, min(60, max_rows_per_chunk // per_session))
         if on_chunk:
             on_chunk(offset, sessions.height)
-    with transaction(con):
-        con.execute("DELETE FROM quarantine WHERE table_name = 'metrics' AND as_of IS NULL")
-        unplaced = _quarantine_undated(con, source, now) if source.has_metrics else 0
+    ((unplaced,),) = con.execute(
+        "SELECT count(*) FROM source_quarantine WHERE table_name = 'metrics' AND as_of IS NULL"
+    ).fetchall()
     loaded = totals["read"] - totals["rejected"] - totals["duplicates"]
     return MetricsLoad(first, last, totals["read"], loaded, totals["rejected"],
-                       totals["duplicates"], unplaced, reasons)
+                       totals["duplicates"], int(unplaced), reasons)
+
+
+_VALID_SAMPLES = """
+SELECT s.as_of, c.ts_utc AS ts, c.system_id, c.metric,
+       -- NaN -> NULL (a missing sample). Not isnan(): DuckDB 2.0 folds it to false when
+       -- Parquet statistics have a min/max, though NaN hides there.
+       CASE WHEN isfinite(c.value) OR isinf(c.value) THEN c.value END AS value
+FROM ({select}) c JOIN load_sessions s
+  ON c.ts_utc >= s.previous_cutoff_utc AND c.ts_utc < s.cutoff_utc
+WHERE {valid}
+"""
 
 
 def _load_chunk(
     con: duckdb.DuckDBPyConnection,
+    lake: Lake,
     source: Source,
     calendar: TradingCalendar,
     sessions: pl.DataFrame,
     now: dt.datetime,
 ) -> tuple[dict[str, int], dict[str, int]]:
     first, last = sessions["as_of"][0], sessions["as_of"][-1]
+    days = sessions["as_of"].to_list()
     lo, hi = calendar.metrics_window(first)[0], calendar.cutoff(last)
     lo_utc, hi_utc = sessions["previous_cutoff_utc"][0], sessions["cutoff_utc"][-1]
     # A native temp table, not a registered frame: the planner then knows it holds a handful
@@ -299,22 +372,15 @@ def _load_chunk(
     con.register("load_sessions_frame", sessions)
     con.execute("CREATE OR REPLACE TEMP TABLE load_sessions AS SELECT * FROM load_sessions_frame")
     con.unregister("load_sessions_frame")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE rejected_metrics (as_of DATE, source_file VARCHAR, "
+        '"row" BIGINT, system_id VARCHAR, metric VARCHAR, raw_value VARCHAR, reason VARCHAR, '
+        "reason_column VARCHAR)"
+    )
+    staged: list[StagedPartitions] = []
     try:
-        with transaction(con):
-            con.execute("DELETE FROM metrics WHERE as_of BETWEEN ? AND ?", [first, last])
-            con.execute(
-                "DELETE FROM quarantine WHERE table_name = 'metrics' AND as_of BETWEEN ? AND ?",
-                [first, last],
-            )
-            if not source.has_metrics:
-                return {"read": 0, "rejected": 0, "duplicates": 0}, {}
+        if source.has_metrics:
             select, params = _source_select(con, source, (lo, hi))
-            # Samples join the session whose window holds them; a range join on a handful of
-            # sessions is cheap, where an ASOF join would sort every sample.
-            placed = (
-                f"FROM ({select}) c JOIN load_sessions s "
-                "ON c.ts_utc >= s.previous_cutoff_utc AND c.ts_utc < s.cutoff_utc"
-            )
             valid = (
                 "c.system_id IN (SELECT system_id FROM systems) AND c.metric IS NOT NULL "
                 "AND NOT c.bad_value AND NOT coalesce(isinf(c.value), false)"
@@ -324,58 +390,68 @@ def _load_chunk(
             window_params = [*params, lo_utc, hi_utc]
             invalid = f"FROM ({select}) c WHERE c.ts_utc >= ? AND c.ts_utc < ? AND NOT ({valid})"
             ((bad_rows,),) = con.execute(f"SELECT count(*) {invalid}", window_params).fetchall()  # noqa: S608
-            con.execute(
-                f"""
-                CREATE OR REPLACE TEMP TABLE rejected_metrics AS
-                SELECT s.as_of, c.source_file, c.row, c.system_id, c.metric, c.raw_value,
-                       {_REASON} AS reason, {_REASON_COLUMN} AS reason_column
-                FROM (SELECT c.* {invalid}) c
-                LEFT JOIN (SELECT system_id AS known_id FROM systems) k ON k.known_id = c.system_id
-                JOIN load_sessions s ON c.ts_utc >= s.previous_cutoff_utc AND c.ts_utc < s.cutoff_utc
-                WHERE ?  -- false: an empty table without reading a file
-                """,  # noqa: S608
-                [*window_params, bad_rows > 0],
-            )
-            ((loaded,),) = con.execute(
-                f"""
-                INSERT INTO metrics
-                SELECT s.as_of, c.ts_utc, c.system_id, c.metric,
-                       -- NaN -> NULL (a missing sample). Not isnan(): DuckDB 2.0 folds it to
-                       -- false when Parquet statistics have a min/max, though NaN hides there.
-                       CASE WHEN isfinite(c.value) OR isinf(c.value) THEN c.value END
-                {placed} WHERE {valid}
-                """,  # noqa: S608 - SQL built from constants; data in parameters
-                params,
-            ).fetchall()
-            con.execute(
-                f"""
-                INSERT INTO quarantine
-                SELECT 'metrics', source_file, row, reason_column, reason,
-                       CASE reason_column WHEN 'system_id' THEN system_id
-                                          WHEN 'metric' THEN metric ELSE raw_value END,
-                       '{REJECT}', as_of, ?
-                FROM rejected_metrics
-                """,  # noqa: S608
-                [now],
-            )
-            duplicates = _drop_exact_duplicates(con, sessions)
-            reasons = dict(
-                con.execute("SELECT reason, count(*) FROM rejected_metrics GROUP BY reason").fetchall()
-            )
-            con.execute("DROP TABLE rejected_metrics")
-            rejected = sum(reasons.values())
-            read = loaded + rejected
-            con.execute(
-                "INSERT INTO load_log VALUES ('metrics', ?, ?, ?, ?, 0, ?, ?)",
-                [last, read, read - rejected - duplicates, rejected, duplicates, now],
-            )
+            if bad_rows:
+                con.execute(
+                    f"""
+                    INSERT INTO rejected_metrics
+                    SELECT s.as_of, c.source_file, c.row, c.system_id, c.metric, c.raw_value,
+                           {_REASON} AS reason, {_REASON_COLUMN} AS reason_column
+                    FROM (SELECT c.* {invalid}) c
+                    LEFT JOIN (SELECT system_id AS known_id FROM systems) k ON k.known_id = c.system_id
+                    JOIN load_sessions s ON c.ts_utc >= s.previous_cutoff_utc AND c.ts_utc < s.cutoff_utc
+                    """,  # noqa: S608
+                    window_params,
+                )
+            # Samples join the session whose window holds them; a range join on a handful of
+            # sessions is cheap, where an ASOF join would sort every sample.
+            samples = lake.stage_partitions(
+                con, METRICS_TABLE, _VALID_SAMPLES.format(select=select, valid=valid), params, days)
+        else:
+            samples = lake.stage_partitions(con, METRICS_TABLE, METRICS_TABLE.empty_sql(), (), days)
+        staged.append(samples)
+        duplicates = _drop_exact_duplicates(con, lake, samples, sessions)
+        per_day = _rows_per_partition(con, samples.paths())
+        staged.append(lake.stage_partitions(
+            con, METRIC_QUARANTINE_TABLE,
+            f"""
+            SELECT 'metrics' AS table_name, source_file, "row", reason_column AS column_name, reason,
+                   CASE reason_column WHEN 'system_id' THEN system_id
+                                      WHEN 'metric' THEN metric ELSE raw_value END AS raw_value,
+                   '{REJECT}' AS action, as_of, ?::TIMESTAMP AS loaded_at
+            FROM rejected_metrics
+            """,  # noqa: S608 - constants only; data in parameters
+            [now], days))
+        rejected_per_day = dict(con.execute(
+            "SELECT as_of, count(*) FROM rejected_metrics GROUP BY as_of").fetchall())
+        reasons = dict(
+            con.execute("SELECT reason, count(*) FROM rejected_metrics GROUP BY reason").fetchall())
+        log = pl.DataFrame(
+            [("metrics", day, per_day.get(day, 0) + duplicates.get(day, 0) + rejected_per_day.get(day, 0),
+              per_day.get(day, 0), rejected_per_day.get(day, 0), 0, duplicates.get(day, 0), now)
+             for day in days],
+            schema=[(name, _POLARS[sql_type]) for name, sql_type in _LOAD_LOG], orient="row")
+        con.register("metric_load_rows", log)
+        try:
+            staged.append(lake.stage_partitions(
+                con, METRIC_LOAD_LOG_TABLE, "SELECT * FROM metric_load_rows", (), days))
+        finally:
+            con.unregister("metric_load_rows")
+        for part in staged:
+            part.publish(con)
     finally:
+        for part in staged:
+            part.discard()
         con.execute("DROP TABLE IF EXISTS load_sessions")
-    return {"read": read, "rejected": rejected, "duplicates": duplicates}, reasons
+        con.execute("DROP TABLE IF EXISTS rejected_metrics")
+    rejected = sum(rejected_per_day.values())
+    dropped = sum(duplicates.values())
+    read = sum(per_day.values()) + rejected + dropped
+    return {"read": read, "rejected": rejected, "duplicates": dropped}, reasons
 
 
-def _drop_exact_duplicates(con: duckdb.DuckDBPyConnection, sessions: pl.DataFrame) -> int:
-    """Delete exact duplicate samples of the loaded sessions and return how many.
+def _drop_exact_duplicates(con: duckdb.DuckDBPyConnection, lake: Lake, samples: StagedPartitions,
+                           sessions: pl.DataFrame) -> dict[dt.date, int]:
+    """Drop exact duplicate samples from the staged sessions; returns how many, per day.
 
     A full DISTINCT over a firm's day costs seconds, so only series that hold more samples than
     minutes with a sample are checked exactly; at a cadence of a minute or slower that is no
@@ -389,33 +465,36 @@ def _drop_exact_duplicates(con: duckdb.DuckDBPyConnection, sessions: pl.DataFram
         con.execute(
             """
             INSERT INTO suspicious_series
-            SELECT as_of, system_id, metric FROM metrics
-            WHERE as_of = ?
+            SELECT ?::DATE, system_id, metric FROM read_parquet(?)
             GROUP BY ALL
             HAVING count(*) > bit_count(bitstring_agg(
                 datediff('minute', ?::TIMESTAMP, ts)::INTEGER, 0, ?))
             """,
-            [session["as_of"], session["previous_cutoff_utc"], window],
+            [session["as_of"], samples.paths([session["as_of"]]), session["previous_cutoff_utc"],
+             window],
         )
-    (suspicious,) = con.execute("SELECT count(*) FROM suspicious_series").fetchall()[0]
-    if not suspicious:
-        return 0
-    first, last = sessions["as_of"][0], sessions["as_of"][-1]
-    (dropped,) = con.execute(
+    days = [d for (d,) in con.execute(
+        "SELECT DISTINCT as_of FROM suspicious_series ORDER BY 1").fetchall()]
+    if not days:
+        return {}
+    staged = samples.paths(days)
+    before = _rows_per_partition(con, staged)
+    corrected = lake.stage_partitions(
+        con, METRICS_TABLE,
         """
-        DELETE FROM metrics WHERE rowid IN (
-            SELECT rid FROM (
-                SELECT m.rowid AS rid, row_number() OVER (
-                    PARTITION BY m.as_of, m.system_id, m.metric, m.ts, m.value) AS copy
-                FROM metrics m SEMI JOIN suspicious_series s
-                  ON s.as_of = m.as_of AND s.system_id = m.system_id AND s.metric = m.metric
-                WHERE m.as_of BETWEEN ? AND ?
-            ) WHERE copy > 1
-        )
+        SELECT * FROM read_parquet(?, hive_partitioning = true, hive_types = {'as_of': 'DATE'}) m
+        WHERE NOT EXISTS (SELECT 1 FROM suspicious_series s WHERE s.as_of = m.as_of
+                          AND s.system_id = m.system_id AND s.metric = m.metric)
+        UNION ALL
+        SELECT DISTINCT m.* FROM read_parquet(?, hive_partitioning = true,
+                                              hive_types = {'as_of': 'DATE'}) m
+        SEMI JOIN suspicious_series s
+          ON s.as_of = m.as_of AND s.system_id = m.system_id AND s.metric = m.metric
         """,
-        [first, last],
-    ).fetchall()[0]
-    return int(dropped)
+        [staged, staged], days)
+    samples.replace(corrected)
+    after = _rows_per_partition(con, samples.paths(days))
+    return {day: before.get(day, 0) - after.get(day, 0) for day in days}
 
 
 def newest_sample(con: duckdb.DuckDBPyConnection, source: Source, since: dt.datetime,
@@ -432,27 +511,32 @@ def newest_sample(con: duckdb.DuckDBPyConnection, source: Source, since: dt.date
     return newest
 
 
-def _quarantine_undated(con: duckdb.DuckDBPyConnection, source: Source, now: dt.datetime) -> int:
-    """Quarantine rows whose timestamp is missing or unreadable, and damaged records: they fit
-    no partition."""
+def _rows_per_partition(con: duckdb.DuckDBPyConnection, paths: list[str]) -> dict[dt.date, int]:
+    return dict(con.execute(
+        "SELECT as_of, count(*) FROM read_parquet(?, hive_partitioning = true, "
+        "hive_types = {'as_of': 'DATE'}) GROUP BY as_of", [paths]).fetchall())
+
+
+def _quarantine_undated(con: duckdb.DuckDBPyConnection, source: Source) -> int:
+    """Quarantine (in ``staged_quarantine``) the metric rows whose timestamp is missing or
+    unreadable, and damaged records: they fit no partition."""
     select, params = _source_select(con, source, None, undated_only=True)
     damaged = _damaged_records(con, source)
     if damaged:
         con.execute(
-            f"INSERT INTO quarantine SELECT 'metrics', source_file, row, 'record', reason, "  # noqa: S608
-            f"raw_value, '{REJECT}', NULL, ? FROM ({damaged})",
-            [now],
+            f"INSERT INTO staged_quarantine SELECT 'metrics', source_file, row, 'record', "  # noqa: S608
+            f"reason, raw_value, '{REJECT}', NULL FROM ({damaged})"
         )
     (count,) = con.execute(
         f"""
-        INSERT INTO quarantine
+        INSERT INTO staged_quarantine
         SELECT 'metrics', source_file, row, 'ts',
                CASE WHEN raw_ts IS NULL OR trim(raw_ts) = '' THEN 'ts is empty'
                     ELSE 'ts is not an ISO-8601 timestamp' END,
-               raw_ts, '{REJECT}', NULL, ?
+               raw_ts, '{REJECT}', NULL
         FROM ({select}) WHERE ts_utc IS NULL
         """,  # noqa: S608
-        [now, *params],
+        params,
     ).fetchall()[0]
     if damaged:
         count += con.execute(f"SELECT count(*) FROM ({damaged})").fetchall()[0][0]  # noqa: S608

@@ -17,32 +17,21 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from features.warehouse import transaction
+from features.lake import Lake, LakeTable
 
-METRIC_DAY_STATS = """
-CREATE TABLE IF NOT EXISTS metric_day_stats (
-    as_of DATE NOT NULL,
-    system_id VARCHAR NOT NULL,
-    metric VARCHAR NOT NULL,
-    samples BIGINT,
-    null_share DOUBLE,
-    mean DOUBLE,
-    std DOUBLE,
-    min DOUBLE,
-    max DOUBLE,
-    p95 DOUBLE,
-    last DOUBLE,
-    after_close_mean DOUBLE,
-    after_close_max DOUBLE,
-    coverage DOUBLE,            -- share of the window's minutes that hold a sample
-    longest_gap_min DOUBLE      -- longest run of minutes without a sample
-)
-"""
+METRIC_DAY_STATS_TABLE = LakeTable("metric_day_stats", (
+    ("as_of", "DATE"), ("system_id", "VARCHAR"), ("metric", "VARCHAR"), ("samples", "BIGINT"),
+    ("null_share", "DOUBLE"), ("mean", "DOUBLE"), ("std", "DOUBLE"), ("min", "DOUBLE"),
+    ("max", "DOUBLE"), ("p95", "DOUBLE"), ("last", "DOUBLE"), ("after_close_mean", "DOUBLE"),
+    ("after_close_max", "DOUBLE"),
+    ("coverage", "DOUBLE"),         # share of the window's minutes that hold a sample
+    ("longest_gap_min", "DOUBLE"),  # longest run of minutes without a sample
+))
 
 # One pass over the chunk's samples. `window_minutes` sizes the bit string; each session's own
 # window length cuts it before the gap is measured.
 _STATS = """
-INSERT INTO metric_day_stats
+INSERT INTO day_stats_rows
 WITH per_series AS (
     SELECT m.as_of, m.system_id, m.metric,
            count(*) AS samples,
@@ -80,6 +69,7 @@ STATS_SLICE = _STATS.format(slice="AND list_contains(?, m.metric)")
 
 def build_metric_day_stats(
     con: duckdb.DuckDBPyConnection,
+    lake: Lake,
     sessions: pl.DataFrame,
     max_rows_per_chunk: int = 30_000_000,
     max_series_per_chunk: int = 150_000,
@@ -90,10 +80,9 @@ def build_metric_day_stats(
     kilobytes per series, so sessions are taken in chunks of at most ``max_rows_per_chunk``
     samples (a firm-scale day is about 29M) and ``max_series_per_chunk`` series-days; a session
     larger than that (a weekend window holds three days) is split by metric into as many
-    passes as it needs. Each chunk is written in its own transaction. Returns the number of
-    (system, metric, day) rows written.
+    passes as it needs. Each chunk's days are replaced in the lake when the chunk is done.
+    Returns the number of (system, metric, day) rows written.
     """
-    con.execute(METRIC_DAY_STATS)
     if sessions.is_empty():
         return 0
     counts = dict(con.execute(
@@ -108,7 +97,7 @@ def build_metric_day_stats(
             size += 1
         chunk = sessions.slice(offset, size)
         rows = sum(counts.get(d, 0) for d in days[offset:offset + size])
-        series = _write_chunk(con, chunk, passes=max(1, -(-rows // max_rows_per_chunk)))
+        series = _write_chunk(con, lake, chunk, passes=max(1, -(-rows // max_rows_per_chunk)))
         written += series
         offset += size
         per_session = max(1, series // size)
@@ -116,25 +105,25 @@ def build_metric_day_stats(
     return written
 
 
-def _write_chunk(con: duckdb.DuckDBPyConnection, chunk: pl.DataFrame, passes: int) -> int:
+def _write_chunk(con: duckdb.DuckDBPyConnection, lake: Lake, chunk: pl.DataFrame,
+                 passes: int) -> int:
     first, last = chunk["as_of"][0], chunk["as_of"][-1]
     widest = int((chunk["cutoff_utc"] - chunk["previous_cutoff_utc"]).dt.total_minutes().max())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE day_stats_rows AS {METRIC_DAY_STATS_TABLE.empty_sql()}")
     con.register("stat_sessions", chunk)
     try:
-        with transaction(con):
-            con.execute("DELETE FROM metric_day_stats WHERE as_of BETWEEN ? AND ?", [first, last])
-            if passes == 1:
-                con.execute(STATS_ONE_PASS, [widest, first, last])
-            else:
-                metrics = [m for (m,) in con.execute(
-                    "SELECT DISTINCT metric FROM metrics WHERE as_of BETWEEN ? AND ? ORDER BY 1",
-                    [first, last]).fetchall()]
-                for part in range(passes):
-                    group = metrics[part::passes]
-                    if group:
-                        con.execute(STATS_SLICE, [widest, first, last, group])
-            return con.execute(
-                "SELECT count(*) FROM metric_day_stats WHERE as_of BETWEEN ? AND ?", [first, last]
-            ).fetchall()[0][0]
+        if passes == 1:
+            con.execute(STATS_ONE_PASS, [widest, first, last])
+        else:
+            metrics = [m for (m,) in con.execute(
+                "SELECT DISTINCT metric FROM metrics WHERE as_of BETWEEN ? AND ? ORDER BY 1",
+                [first, last]).fetchall()]
+            for part in range(passes):
+                group = metrics[part::passes]
+                if group:
+                    con.execute(STATS_SLICE, [widest, first, last, group])
+        return lake.write_partitions(con, METRIC_DAY_STATS_TABLE, "SELECT * FROM day_stats_rows",
+                                     days=chunk["as_of"].to_list())
     finally:
         con.unregister("stat_sessions")
+        con.execute("DROP TABLE IF EXISTS day_stats_rows")

@@ -8,6 +8,7 @@ the file and column when the contract is broken; row-level rules live in ``featu
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -131,3 +132,31 @@ def read_text_table(path: Path, required: tuple[str, ...]) -> pl.DataFrame:
         row = min(text.problems)
         raise SourceError(f"{path.name} row {row}: {text.problems[row][0]}")
     return text.frame().drop("_row", "_problem", "_record")
+
+
+def earliest_record_day(root: Path, timezone: str) -> dt.date | None:
+    """The local date of the earliest incident opened or change scheduled in the source, or
+    None when there is none. Cheap enough to ask whenever definitions are built; a file that
+    cannot be read is skipped here and reported by the ingest, which reads it properly."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = ?", [timezone])
+        found = []
+        for name, column in ((INCIDENTS, "opened_at"), (CHANGES, "scheduled_start")):
+            path = root / name
+            if not path.is_file():
+                continue
+            try:
+                ((day,),) = con.execute(
+                    f"SELECT min(CAST(TRY_CAST(NULLIF(trim({column}), '') AS TIMESTAMPTZ) AS DATE)) "  # noqa: S608
+                    "FROM read_csv(?, all_varchar = true, header = true, null_padding = true)",
+                    [str(path)]).fetchall()
+            except duckdb.Error:
+                continue
+            if day is not None:
+                found.append(day)
+        return min(found) if found else None
+    finally:
+        con.close()

@@ -9,6 +9,7 @@ known, and compare what served with the baselines.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ class BacktestResult:
 
 
 def _data_span(con) -> tuple[dt.date | None, dt.date | None]:
-    """First and last day the source holds any record (incidents, changes, metrics)."""
+    """First and last day the loaded data holds any record (incidents, changes, metrics)."""
     row = con.execute(
         """
         SELECT least(min(a), min(b), min(c)), greatest(max(x), max(y), max(z)) FROM
@@ -75,6 +76,8 @@ def backtest_source(
     start, end = sessions[0], sessions[-1]
     warehouse = Warehouse(work / "warehouse.duckdb", timezone=calendar.timezone, threads=threads,
                           memory_limit=memory_limit)
+    # Everything is rebuilt from the source: no partition of an earlier run in --work may leak in.
+    shutil.rmtree(warehouse.lake.root, ignore_errors=True)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -87,10 +90,10 @@ def backtest_source(
     def bar(total: int, label: str):
         return tqdm(total=total, desc=label, disable=not progress, leave=False)
 
-    with warehouse.writer() as con:
-        load_source_tables(con, source)
-        con.execute("DELETE FROM metrics")  # the span below is read before metrics are loaded
-        data_first, _ = _data_span(con)
+    lake = warehouse.lake
+    with warehouse.lake_writer() as con:
+        load_source_tables(con, lake, source)
+        data_first, _ = _data_span(con)  # before metrics are loaded: the case library's span
         first_retrain = retraining_points(policy, calendar, sessions)[0]
         wanted = calendar.sessions_back(
             first_retrain, config.train_sessions + config.holdout_sessions + LOOKBACK_SESSIONS + 1)
@@ -101,13 +104,13 @@ def backtest_source(
         lap("ingest tables")
         if source.has_metrics:
             chunks = bar(1, "loading metrics")
-            load_metrics(con, source, calendar, history_first, end,
+            load_metrics(con, lake, source, calendar, history_first, end,
                          on_chunk=lambda done, total: _tick(chunks, done, total))
             chunks.close()
-            build_metric_day_stats(con, calendar.session_table(history_first, end))
+            build_metric_day_stats(con, lake, calendar.session_table(history_first, end))
             lap("ingest metrics and day statistics")
         chunks = bar(1, "building features")
-        build_and_write_features(con, calendar, history_first, end,
+        build_and_write_features(con, lake, calendar, history_first, end,
                                  on_chunk=lambda done, total: _tick(chunks, done, total))
         chunks.close()
         lap("features")

@@ -531,8 +531,9 @@ def backtest_record(
     source = Source.open(source_dir)
     with tempfile.TemporaryDirectory(prefix="failcast-record-") as scratch:
         warehouse = Warehouse(Path(scratch) / "record.duckdb", timezone=calendar.timezone)
+        with warehouse.lake_writer() as con:
+            load_source_tables(con, warehouse.lake, source)
         with warehouse.writer() as con:
-            load_source_tables(con, source)
             known = backtest_known_through(frame)
             if known is None:
                 latest = con.execute("SELECT max(opened_at) FROM incidents").fetchall()[0][0]

@@ -191,6 +191,32 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Build a source's history: ingest and features for every trading day from --start to
+    --end, in --workers processes at once. Each piece is a Dagster run (make ui lists them)."""
+    from pipelines.backfill import run_backfill
+
+    settings = _settings(args)
+    if args.end < args.start:
+        raise UsageError(f"--end {args.end} is before --start {args.start}")
+    sessions = settings.calendar.sessions(args.start, args.end)
+    if not sessions:
+        raise UsageError(f"no trading day between {args.start} and {args.end}")
+    _say(f"backfill {sessions[0]}..{sessions[-1]} ({len(sessions)} trading days) from "
+         f"{settings.source} with {args.workers} worker{'s' if args.workers > 1 else ''}")
+    started = time.perf_counter()
+
+    def progress(done: int, total: int, task, seconds: float) -> None:
+        elapsed = time.perf_counter() - started
+        _say(f"  [{done}/{total}] {task} ({seconds:.1f} s; {elapsed:.0f} s elapsed)")
+
+    result = run_backfill(settings, sessions[0], sessions[-1], args.workers, on_run=progress)
+    _say(f"done: {result.sessions} trading days in {result.seconds:.0f} s, {len(result.runs)} "
+         f"Dagster runs tagged failcast/backfill={result.backfill_id}")
+    _say(f"  tables: {settings.home / 'lake'} (read by name through {settings.warehouse_path})")
+    return EXIT_OK
+
+
 def cmd_nightly(args: argparse.Namespace) -> int:
     """Run the evening job for an as-of day: ingest, features, score, publish.
 
@@ -616,6 +642,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="systems on the watch list each night (default: [risk] watch_list_size, 10)")
     p.add_argument("--out", help="folder for the page and CSVs (default: <home>/published/track-record, "
                                  "or beside the backtest file)")
+
+    p = add("backfill", cmd_backfill,
+            "build a source's history (ingest and features) with parallel workers")
+    where(p)
+    p.add_argument("--start", type=_date, required=True, help="first as-of day")
+    p.add_argument("--end", type=_date, required=True, help="last as-of day")
+    p.add_argument("--workers", type=_positive, default=1,
+                   help="processes building trading days at once (default 1)")
 
     p = add("ingest", cmd_ingest, "load the source into the warehouse (one day or a range)")
     where(p)

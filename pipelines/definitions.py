@@ -1,8 +1,11 @@
 """The one place where failcast's Dagster definitions are assembled.
 
-``dagster dev -w workspace.yaml`` loads ``defs``, built from the settings of the environment
-(``FAILCAST_SOURCE``, ``FAILCAST_HOME``, the source's ``failcast.toml``). Tests and the CLI
-call ``build_definitions`` with settings of their own.
+Importing this module reads nothing: ``defs`` is a lazy ``@dg.definitions`` function that
+Dagster calls when it loads the code location (``dagster dev -w workspace.yaml``), building the
+definitions from the settings of the environment (``FAILCAST_SOURCE``, ``FAILCAST_HOME``, the
+source's ``failcast.toml`` and ``calendar.csv``). Each CLI command and each test builds its
+own with ``build_definitions(settings)``: one definitions object, from the settings it was
+given (``--source``, ``--home``).
 """
 
 from __future__ import annotations
@@ -24,13 +27,13 @@ from pipelines.automation import (
     risk_scores_freshness,
     source_data_sensor,
 )
-from pipelines.partitions import trading_day_partitions
+from pipelines.partitions import partitions_start, trading_day_partitions
 from pipelines.resources import build_resources
 from pipelines.run_health import abandoned_runs_sensor
 from pipelines.runner import step_printer
 from pipelines.settings import Settings, load_settings
 
-# Single-run backfills are the point of the partitioned assets; their beta label is noise here.
+# Backfill policies are the point of the partitioned assets; their beta label is noise here.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 # Dagster calls its time-partition freshness checks superseded by FreshnessPolicy, but a
 # FreshnessPolicy judges when an asset last materialized, not whether the trading day's partition
@@ -39,8 +42,12 @@ warnings.filterwarnings("ignore", category=dg.SupersessionWarning)
 
 
 def build_definitions(settings: Settings, today: dt.date | None = None) -> dg.Definitions:
+    from features.source import earliest_record_day
+
     calendar = settings.calendar
-    partitions = trading_day_partitions(calendar, settings.start, today)
+    first = partitions_start(calendar, settings.start,
+                             earliest_record_day(settings.source, settings.timezone), today)
+    partitions = trading_day_partitions(calendar, first)
     freshness_checks, freshness_sensor = risk_scores_freshness(calendar)
     return dg.Definitions(
         assets=[
@@ -60,8 +67,7 @@ def build_definitions(settings: Settings, today: dt.date | None = None) -> dg.De
     )
 
 
-def _load() -> dg.Definitions:
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The definitions of the environment's settings, built when Dagster loads them."""
     return build_definitions(load_settings())
-
-
-defs = _load()

@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -32,6 +33,13 @@ telemetry:
   enabled: false
 nux:
   enabled: false
+# A backfill's runs (up to a quarter of trading days each) execute two at a time; other runs are not
+# held back by it.
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: dagster/backfill
+        limit: 2
 """
 
 
@@ -134,9 +142,15 @@ def run_job(
     first: dt.date | None = None,
     last: dt.date | None = None,
     run_config: dict | None = None,
-    run_tags: dict[str, str] | None = None,
+    run_tags: Mapping[str, str] | None = None,
+    *,
+    assets: Sequence[str] | None = None,
+    quiet: bool = False,
 ) -> dg.ExecuteInProcessResult:
-    """Execute ``job_name`` in this process for one as-of day or a range of them."""
+    """Execute ``job_name`` in this process for one as-of day or a range of them.
+
+    ``run_tags`` are added to the run's; ``assets`` runs only those assets of the job;
+    ``quiet`` prints nothing per step (a caller that reports progress itself)."""
     home = ensure_dagster_home(settings)
     tags: dict[str, str] = dict(run_tags or {})
     partition_key = None
@@ -149,7 +163,8 @@ def run_job(
                 ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
                 ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
             }
-    config = {**(run_config or {}), "loggers": {"steps": {}}}
+    loggers = {"console": {"config": {"log_level": "CRITICAL"}}} if quiet else {"steps": {}}
+    config = {**(run_config or {}), "loggers": loggers}
     job = defs.resolve_job_def(job_name)
     try:
         with dg.DagsterInstance.get() as instance:
@@ -161,6 +176,7 @@ def run_job(
                 partition_key=partition_key,
                 tags={**tags, **process_tags()},
                 run_config=config,
+                asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
                 raise_on_error=False,
             )
     except FailcastError:

@@ -60,13 +60,13 @@ def history(tmp_path_factory):
 def _features(source, home, first, last, days):
     """Ingest ``source`` for ``first..last`` and build the features of ``days``."""
     warehouse = Warehouse(home / "wh.duckdb", timezone=CAL.timezone)
-    with warehouse.writer() as con:
-        load_source_tables(con, Source.open(source))
-        load_metrics(con, Source.open(source), CAL, first, last)
-        build_metric_day_stats(con, CAL.session_table(first, last))
+    with warehouse.lake_writer() as con:
+        load_source_tables(con, warehouse.lake, Source.open(source))
+        load_metrics(con, warehouse.lake, Source.open(source), CAL, first, last)
+        build_metric_day_stats(con, warehouse.lake, CAL.session_table(first, last))
         if len(days) == 1:
             return build_features(con, CAL, days[0], days[0])
-        build_and_write_features(con, CAL, first, last)
+        build_and_write_features(con, warehouse.lake, CAL, first, last)
         return con.sql("SELECT * FROM system_day_features WHERE list_contains(?, as_of)",
                        params=[days]).pl()
 

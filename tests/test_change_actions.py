@@ -28,8 +28,8 @@ def actions(tmp_path, exchange="XSHG"):
     calendar = TradingCalendar(exchange, "Asia/Shanghai")
     source = write_source(tmp_path / "src", changes=CHANGES)
     warehouse = Warehouse(tmp_path / "wh.duckdb", timezone="Asia/Shanghai")
-    with warehouse.writer() as con:
-        load_source_tables(con, Source.open(source))
+    with warehouse.lake_writer() as con:
+        load_source_tables(con, warehouse.lake, Source.open(source))
         frame = build_features(con, calendar, AS_OF, AS_OF)
     return {r["system_id"]: r for r in frame.iter_rows(named=True)}
 

@@ -4,7 +4,7 @@ import datetime as dt
 
 import polars as pl
 
-from features.metric_stats import METRIC_DAY_STATS
+from features.metric_stats import METRIC_DAY_STATS_TABLE
 from features.trading_time import TradingCalendar
 from features.warehouse import Warehouse
 from models.explain import NORMAL_SESSIONS, system_normals
@@ -16,11 +16,11 @@ AS_OF = dt.date(2025, 7, 31)
 def write_stats(warehouse: Warehouse, days: list[dt.date], level) -> None:
     frame = pl.DataFrame({"as_of": days, "system_id": ["A"] * len(days), "metric": ["disk.pct"] * len(days),
                           "after_close_mean": [level(d) for d in days]})
-    with warehouse.writer() as con:
-        con.execute(METRIC_DAY_STATS)
-        con.execute("DELETE FROM metric_day_stats")
+    with warehouse.lake_writer() as con:
         con.register("stats", frame)
-        con.execute("INSERT INTO metric_day_stats BY NAME SELECT * FROM stats")
+        warehouse.lake.write_partitions(
+            con, METRIC_DAY_STATS_TABLE,
+            f"SELECT * FROM ({METRIC_DAY_STATS_TABLE.empty_sql()}) UNION ALL BY NAME SELECT * FROM stats", (), days)  # noqa: S608
         con.unregister("stats")
 
 

@@ -150,9 +150,9 @@ def load_metric_csv(tmp_path, text: bytes):
     (root / "metrics").mkdir()
     (root / "metrics" / "m.csv").write_bytes(text)
     warehouse = Warehouse(tmp_path / "wh.duckdb", timezone="Asia/Shanghai")
-    with warehouse.writer() as con:
-        load_source_tables(con, Source.open(root))
-        load_metrics(con, Source.open(root), CAL, TUE, TUE)
+    with warehouse.lake_writer() as con:
+        load_source_tables(con, warehouse.lake, Source.open(root))
+        load_metrics(con, warehouse.lake, Source.open(root), CAL, TUE, TUE)
     return warehouse
 
 
@@ -234,8 +234,10 @@ def service(tmp_path):
 
     source = write_source(tmp_path / "src", systems=SERVICE_SYSTEMS, changes=SERVICE_CHANGES)
     settings = load_settings(source, tmp_path / "home", env={})
-    with settings.warehouse().writer() as con:
-        results = {r.table: r for r in load_source_tables(con, Source.open(source))}
+    warehouse = settings.warehouse()
+    with warehouse.lake_writer() as con:
+        results = {r.table: r for r in load_source_tables(con, warehouse.lake, Source.open(source))}
+    with warehouse.writer() as con:
         ensure_tables(con)
         for rank, system in enumerate(("A", "END"), start=1):
             con.execute("INSERT INTO risk_scores BY NAME SELECT DATE '2025-06-10' AS as_of, "

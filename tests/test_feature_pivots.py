@@ -39,10 +39,10 @@ def polars_pivot(con, first, last, lookback_start) -> pl.DataFrame:
 def test_duckdb_pivot_equals_the_polars_pivot(tiny_estate, tmp_path):
     first, last = dt.date(2025, 6, 3), dt.date(2025, 7, 31)
     warehouse = Warehouse(tmp_path / "wh.duckdb", timezone="Asia/Shanghai")
-    with warehouse.writer() as con:
-        load_source_tables(con, Source.open(tiny_estate))
-        load_metrics(con, Source.open(tiny_estate), CAL, first, last)
-        build_metric_day_stats(con, CAL.session_table(first, last))
+    with warehouse.lake_writer() as con:
+        load_source_tables(con, warehouse.lake, Source.open(tiny_estate))
+        load_metrics(con, warehouse.lake, Source.open(tiny_estate), CAL, first, last)
+        build_metric_day_stats(con, warehouse.lake, CAL.session_table(first, last))
         # The first days have no baseline yet (those columns are absent), later ones have.
         for start, end in ((first, dt.date(2025, 6, 6)), (dt.date(2025, 6, 20), last)):
             lookback = CAL.sessions_back(CAL.sessions(start, end)[0], LOOKBACK_SESSIONS)
@@ -63,10 +63,10 @@ def test_metrics_whose_names_reduce_to_one_give_one_row(tmp_path):
             lines.append(f"{day}T10:00:00,A,{metric},50")
     source = write_source(tmp_path / "src", metrics={"m.csv": "\n".join(lines) + "\n"})
     warehouse = Warehouse(tmp_path / "wh.duckdb", timezone="Asia/Shanghai")
-    with warehouse.writer() as con:
-        load_source_tables(con, Source.open(source))
-        load_metrics(con, Source.open(source), CAL, days[0], days[-1])
-        build_metric_day_stats(con, CAL.session_table(days[0], days[-1]))
+    with warehouse.lake_writer() as con:
+        load_source_tables(con, warehouse.lake, Source.open(source))
+        load_metrics(con, warehouse.lake, Source.open(source), CAL, days[0], days[-1])
+        build_metric_day_stats(con, warehouse.lake, CAL.session_table(days[0], days[-1]))
         frame = build_features(con, CAL, days[0], days[-1])
     assert frame.filter(pl.col("system_id") == "A").height == len(days)
     assert frame["cpu_pct__mean"].drop_nulls().to_list() == [50.0] * len(days)
@@ -89,8 +89,8 @@ def test_peer_pivot_in_duckdb_equals_the_polars_pivot(tiny_estate, tmp_path):
     from features.case_features import case_features
 
     warehouse = Warehouse(tmp_path / "wh.duckdb", timezone="Asia/Shanghai")
-    with warehouse.writer() as con:
-        load_source_tables(con, Source.open(tiny_estate))
+    with warehouse.lake_writer() as con:
+        load_source_tables(con, warehouse.lake, Source.open(tiny_estate))
         con.register("base_sessions", session_frame(CAL, dt.date(2025, 6, 3), dt.date(2025, 7, 31)))
         con.execute(FEATURE_BASE)
         new = case_features(con)[-1].sort("as_of", "system_id")

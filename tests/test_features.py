@@ -5,9 +5,9 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from features.build import build_and_write_features, build_features
-from features.ingest import load_metrics, load_source_tables
-from features.metric_stats import build_metric_day_stats
+from features.build import FEATURES_TABLE, build_and_write_features, build_features
+from features.ingest import METRICS_TABLE, load_metrics, load_source_tables
+from features.metric_stats import METRIC_DAY_STATS_TABLE, build_metric_day_stats
 from features.source import Source
 from features.trading_time import TradingCalendar
 from features.warehouse import Warehouse
@@ -38,11 +38,11 @@ def warehouse(tmp_path_factory):
     days = DAYS
     source = write_source(root / "src", metrics={"disk.csv": disk_series(days)})
     wh = Warehouse(root / "wh.duckdb", timezone="Asia/Shanghai")
-    with wh.writer() as con:
-        load_source_tables(con, Source.open(source))
-        load_metrics(con, Source.open(source), CAL, days[0], days[-1])
-        build_metric_day_stats(con, CAL.session_table(days[0], days[-1]))
-        build_and_write_features(con, CAL, days[0], days[-1], chunk_sessions=7)
+    with wh.lake_writer() as con:
+        load_source_tables(con, wh.lake, Source.open(source))
+        load_metrics(con, wh.lake, Source.open(source), CAL, days[0], days[-1])
+        build_metric_day_stats(con, wh.lake, CAL.session_table(days[0], days[-1]))
+        build_and_write_features(con, wh.lake, CAL, days[0], days[-1], chunk_sessions=7)
     return wh
 
 
@@ -83,12 +83,18 @@ def test_every_active_system_gets_a_row_even_without_metrics(warehouse):
 
 
 def test_a_new_metric_adds_columns_without_rewriting_the_past(warehouse, tmp_path):
-    with warehouse.writer() as con:
-        con.execute("INSERT INTO metric_day_stats (as_of, system_id, metric, mean, max) "
-                    "VALUES ('2025-07-11', 'B', 'queue depth!', 3.0, 4.0)")
-        build_and_write_features(con, CAL, dt.date(2025, 7, 11), dt.date(2025, 7, 11))
-    assert row(warehouse, dt.date(2025, 7, 11), "B")["queue_depth___mean"] == 3.0
+    day = dt.date(2025, 7, 11)
+    before = len(warehouse.lake.current_files(FEATURES_TABLE))
+    with warehouse.lake_writer() as con:
+        warehouse.lake.write_partitions(
+            con, METRIC_DAY_STATS_TABLE,
+            "SELECT * FROM metric_day_stats WHERE as_of = ? UNION ALL BY NAME "
+            "SELECT ?::DATE AS as_of, 'B' AS system_id, 'queue depth!' AS metric, "
+            "3.0::DOUBLE AS mean, 4.0::DOUBLE AS max", [day, day], [day])
+        build_and_write_features(con, warehouse.lake, CAL, day, day)
+    assert row(warehouse, day, "B")["queue_depth___mean"] == 3.0
     assert row(warehouse, dt.date(2025, 7, 10), "B")["queue_depth___mean"] is None
+    assert len(warehouse.lake.current_files(FEATURES_TABLE)) == before  # one day replaced
 
 
 def test_case_library_only_source_on_a_24_7_calendar(tmp_path):
@@ -103,8 +109,8 @@ def test_case_library_only_source_on_a_24_7_calendar(tmp_path):
         ),
     )
     wh = Warehouse(tmp_path / "wh.duckdb", timezone="America/Denver")
-    with wh.writer() as con:
-        load_source_tables(con, Source.open(source))
+    with wh.lake_writer() as con:
+        load_source_tables(con, wh.lake, Source.open(source))
         frame = build_features(con, cal, dt.date(2004, 1, 4), dt.date(2004, 1, 4))
     n1 = frame.filter(pl.col("system_id") == "N1").row(0, named=True)
     assert n1["inc_7d"] == 2 and n1["inc_sev12_30d"] == 1
@@ -116,18 +122,22 @@ def test_case_library_only_source_on_a_24_7_calendar(tmp_path):
 
 def test_day_statistics_in_several_passes_equal_one_pass(warehouse, tmp_path):
     """A session too big for memory is split by metric; the numbers must not change."""
-    with warehouse.writer() as con:
+    lake = warehouse.lake
+    with warehouse.lake_writer() as con:
         sessions = CAL.session_table(DAYS[0], DAYS[-1])
-        build_metric_day_stats(con, sessions)
+        build_metric_day_stats(con, lake, sessions)
         whole = con.sql("SELECT * FROM metric_day_stats ORDER BY ALL").pl()
-        con.execute("INSERT INTO metrics SELECT as_of, ts, system_id, 'mem_pct', value + 1 "
-                    "FROM metrics WHERE metric = 'disk_pct'")
-        build_metric_day_stats(con, sessions)
+        lake.write_partitions(con, METRICS_TABLE,
+                              "SELECT * FROM metrics UNION ALL SELECT as_of, ts, system_id, "
+                              "'mem_pct', value + 1 FROM metrics WHERE metric = 'disk_pct'",
+                              days=DAYS)
+        build_metric_day_stats(con, lake, sessions)
         both = con.sql("SELECT * FROM metric_day_stats ORDER BY ALL").pl()
-        build_metric_day_stats(con, sessions, max_rows_per_chunk=10)
+        build_metric_day_stats(con, lake, sessions, max_rows_per_chunk=10)
         sliced = con.sql("SELECT * FROM metric_day_stats ORDER BY ALL").pl()
-        con.execute("DELETE FROM metrics WHERE metric = 'mem_pct'")
-        build_metric_day_stats(con, sessions)
+        lake.write_partitions(con, METRICS_TABLE,
+                              "SELECT * FROM metrics WHERE metric <> 'mem_pct'", days=DAYS)
+        build_metric_day_stats(con, lake, sessions)
     from polars.testing import assert_frame_equal
 
     assert_frame_equal(both.filter(pl.col("metric") == "disk_pct"), whole)

@@ -35,20 +35,20 @@ METRICS = (
 )
 
 
-HOLD_READ_ONLY = textwrap.dedent("""
+HOLD_WRITE_LOCK = textwrap.dedent("""
     import duckdb, sys, time
-    con = duckdb.connect(sys.argv[1], read_only=True)
+    con = duckdb.connect(sys.argv[1])
+    con.execute("CREATE TABLE IF NOT EXISTS held (x INT)")
     print("holding", flush=True)
-    time.sleep(2.0)
-    print(con.execute("SELECT count(*) FROM metrics").fetchall()[0][0], flush=True)
+    time.sleep(float(sys.argv[2]))
 """)
 
 
 def load(root, first=MON, last=TUE):
     warehouse = Warehouse(root / "wh.duckdb", timezone="Asia/Shanghai")
-    with warehouse.writer() as con:
-        load_source_tables(con, Source.open(root))
-        result = load_metrics(con, Source.open(root), CAL, first, last)
+    with warehouse.lake_writer() as con:
+        load_source_tables(con, warehouse.lake, Source.open(root))
+        result = load_metrics(con, warehouse.lake, Source.open(root), CAL, first, last)
     return warehouse, result
 
 
@@ -87,9 +87,9 @@ def test_bad_metric_rows_are_quarantined_with_file_row_and_reason(source):
 def test_reloading_a_partition_replaces_it(source):
     warehouse, _ = load(source)
     before = rows(warehouse, "SELECT * FROM metrics ORDER BY ts, metric")
-    with warehouse.writer() as con:
-        load_metrics(con, Source.open(source), CAL, TUE, TUE)
-        load_metrics(con, Source.open(source), CAL, MON, TUE)
+    with warehouse.lake_writer() as con:
+        load_metrics(con, warehouse.lake, Source.open(source), CAL, TUE, TUE)
+        load_metrics(con, warehouse.lake, Source.open(source), CAL, MON, TUE)
     assert rows(warehouse, "SELECT * FROM metrics ORDER BY ts, metric") == before
     assert rows(warehouse, "SELECT count(*) FROM quarantine WHERE table_name = 'metrics'") == [(4,)]
 
@@ -122,15 +122,22 @@ def test_source_without_metrics_or_changes_loads(tmp_path):
     assert rows(warehouse, "SELECT count(*) FROM incidents") == [(1,)]
 
 
-def test_a_writer_waits_for_a_reader_in_another_process(source, tmp_path):
+def test_loading_partitions_never_waits_for_the_warehouse_file(source):
+    """Partition steps write the lake only: another process holding the warehouse file's
+    write lock (a publication, say) does not stop them."""
     warehouse, _ = load(source)
-    reader = subprocess.Popen([sys.executable, "-c", HOLD_READ_ONLY, str(warehouse.path)],
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_WRITE_LOCK, str(warehouse.path), "60"],
                               stdout=subprocess.PIPE, text=True)
-    assert reader.stdout.readline().strip() == "holding"
-    with warehouse.writer() as con:  # blocked until the reader lets go, then succeeds
-        load_metrics(con, Source.open(source), CAL, TUE, TUE)
-    assert reader.wait(timeout=30) == 0
-    assert int(reader.stdout.readline()) == 7  # the reader saw a whole, consistent table
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        quick = Warehouse(warehouse.path, timezone="Asia/Shanghai", lock_timeout_s=0.5)
+        with quick.lake_writer() as con:
+            load_metrics(con, quick.lake, Source.open(source), CAL, TUE, TUE)
+            assert con.execute("SELECT count(*) FROM metrics").fetchall()[0][0] == 7
+        assert holder.poll() is None  # the lock was held the whole time
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_nan_in_parquet_with_statistics_is_a_missing_sample(tmp_path):
@@ -158,9 +165,10 @@ def test_naive_parquet_timestamps_across_a_dst_change(tmp_path):
                              "metric": ["cpu_pct"] * 4, "value": [1.0, 2.0, 3.0, 4.0]}),
                    root / "metrics" / "m.parquet")
     warehouse = Warehouse(tmp_path / "wh.duckdb", timezone="America/New_York")
-    with warehouse.writer() as con:
-        load_source_tables(con, Source.open(root))
-        load_metrics(con, Source.open(root), nyse, dt.date(2025, 3, 10), dt.date(2025, 3, 11))
+    with warehouse.lake_writer() as con:
+        load_source_tables(con, warehouse.lake, Source.open(root))
+        load_metrics(con, warehouse.lake, Source.open(root), nyse, dt.date(2025, 3, 10),
+                     dt.date(2025, 3, 11))
     assert rows(warehouse, "SELECT as_of, ts, value FROM metrics ORDER BY ts") == [
         (dt.date(2025, 3, 10), dt.datetime(2025, 3, 8, 17), 1.0),  # EST: UTC-5
         (dt.date(2025, 3, 10), dt.datetime(2025, 3, 10, 16), 2.0),  # EDT: UTC-4

@@ -24,7 +24,7 @@ def dagster_home(tmp_path_factory):
 
 
 def test_backfill_then_nightly_partition(settings):
-    defs = build_definitions(settings, today=dt.date(2025, 8, 1))
+    defs = build_definitions(settings)
     backfill = run_job(defs, "features_job", settings, dt.date(2025, 6, 3), dt.date(2025, 7, 30))
     checks = {(c.asset_key.to_user_string(), c.check_name): c.passed
               for c in backfill.get_asset_check_evaluations()}
@@ -49,7 +49,7 @@ def test_too_many_quarantined_rows_block_the_features(settings, tmp_path):
         for n in range(50):
             handle.write(f"BAD-{n},NOPE,2025-07-01T10:00:00,,2,x,y,z,w\n")
     bad = settings.with_values(source=broken, home=tmp_path / "home")
-    defs = build_definitions(bad, today=dt.date(2025, 8, 1))
+    defs = build_definitions(bad)
     from pipelines.runner import RunFailed
 
     with pytest.raises(RunFailed):

@@ -28,10 +28,10 @@ def features_of(source, home, as_of=AS_OF):
     """Ingest everything the source has, then build the features of ``as_of``."""
     warehouse = Warehouse(home / "wh.duckdb", timezone="Asia/Shanghai")
     first, last = dt.date(2025, 6, 3), dt.date(2025, 7, 31)
-    with warehouse.writer() as con:
-        load_source_tables(con, Source.open(source))
-        load_metrics(con, Source.open(source), CAL, first, last)
-        build_metric_day_stats(con, CAL.session_table(first, last))
+    with warehouse.lake_writer() as con:
+        load_source_tables(con, warehouse.lake, Source.open(source))
+        load_metrics(con, warehouse.lake, Source.open(source), CAL, first, last)
+        build_metric_day_stats(con, warehouse.lake, CAL.session_table(first, last))
         return build_features(con, CAL, as_of, as_of)
 
 

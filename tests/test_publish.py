@@ -42,7 +42,7 @@ def published(small_estate, tmp_path_factory):
                      "low,approved,new box\n")
     os.environ["DAGSTER_HOME"] = str(root / "dagster")
     settings = load_settings(source, root / "home", env={})
-    defs = build_definitions(settings, today=dt.date(2025, 9, 1))
+    defs = build_definitions(settings)
     run_job(defs, "features_job", settings, dt.date(2025, 1, 3), D2)
     run_job(defs, "retrain_job", settings,
             run_config={"ops": {"training_set": {"config": {"as_of": D1.isoformat()}}}})
@@ -145,7 +145,7 @@ def test_a_blocked_night_does_not_publish(published, tmp_path):
         for n in range(200):
             handle.write(f"BAD{n},NET-02,the 29th at 8pm,,,,,,\n")
     bad = settings.with_values(source=broken)
-    defs = build_definitions(bad, today=dt.date(2025, 9, 1))
+    defs = build_definitions(bad)
     before = {day: table(settings, day) for day in (D1, D2)}
     with pytest.raises(RunFailed):
         run_job(defs, "nightly_job", bad, D2, D2)
@@ -186,8 +186,10 @@ def reviewed(tmp_path):
     settings = load_settings(source, tmp_path / "home", env={})
     from models.scoring import ensure_tables
 
-    with settings.warehouse().writer() as con:
-        load_source_tables(con, Source.open(source))
+    warehouse = settings.warehouse()
+    with warehouse.lake_writer() as con:
+        load_source_tables(con, warehouse.lake, Source.open(source))
+    with warehouse.writer() as con:
         ensure_tables(con)
         for system, risk, tier, status, notes in (
                 ("A", 0.01, "low", "ok", ""), ("B", 0.2, "high", "ok", ""),
@@ -224,6 +226,7 @@ def scratch(published, tmp_path):
     shutil.copytree(settings.source, source)
     home.mkdir()
     shutil.copy2(settings.warehouse_path, home / "warehouse.duckdb")
+    shutil.copytree(settings.warehouse().lake.root, home / "lake")  # the partition tables
     copy = settings.with_values(source=source, home=home,
                                 mlflow_tracking_uri=settings.tracking_uri)
     return copy, build_definitions(copy, today=dt.date(2025, 10, 1))

@@ -5,9 +5,9 @@ import datetime as dt
 import polars as pl
 import pytest
 
+from features.build import write_features
 from features.ingest import load_source_tables
 from features.source import Source
-from features.warehouse import replace_by_name
 from models.reasons import say
 from models.similar import similar_incidents
 from pipelines.settings import load_settings
@@ -29,12 +29,13 @@ def library(tmp_path):
     source = write_source(tmp_path / "src", systems="system_id,category,depends_on\nA,db,B\nB,db,\nC,web,\n",
                           incidents=INCIDENTS)
     settings = load_settings(source, tmp_path / "home", env={})
-    with settings.warehouse().writer() as con:
-        load_source_tables(con, Source.open(source))
+    warehouse = settings.warehouse()
+    with warehouse.lake_writer() as con:
+        load_source_tables(con, warehouse.lake, Source.open(source))
         today = pl.DataFrame({"system_id": ["A", "B", "C"], "as_of": [TONIGHT] * 3,
                               "target_date": [dt.date(2025, 6, 23)] * 3,
                               "disk_pct__days_to_limit": [4.0, 200.0, 300.0]})
-        replace_by_name(con, "system_day_features", today, "as_of", TONIGHT, TONIGHT)
+        write_features(con, warehouse.lake, today, [TONIGHT])
     return settings, today
 
 

@@ -21,9 +21,9 @@ import json
 import polars as pl
 import pytest
 
+from features.build import write_features
 from features.ingest import load_source_tables
 from features.source import Source
-from features.warehouse import replace_by_name
 from models import track_record as tr
 from models.scoring import PUBLISHED, ensure_tables
 from pipelines.cli import main
@@ -68,8 +68,9 @@ def estate(tmp_path):
                  "CH3,B,2025-06-12T20:00:00,2025-06-01T10:00:00,medium,planned\n"),
         toml="[label]\nmax_severity = 3\n[risk]\nwatch_list_size = 1\n")
     settings = load_settings(source, tmp_path / "home", env={})
-    with settings.warehouse().writer() as con:
-        load_source_tables(con, Source.open(source))
+    warehouse = settings.warehouse()
+    with warehouse.lake_writer() as con:
+        load_source_tables(con, warehouse.lake, Source.open(source))
     return settings
 
 
@@ -79,9 +80,11 @@ def publish(settings) -> None:
         con.register("hand_scores", published_frame())
         con.execute(f"INSERT INTO {PUBLISHED} BY NAME SELECT * FROM hand_scores")  # noqa: S608
         con.unregister("hand_scores")
-        # The warehouse holds data through 06-12: the windows of 06-10 and 06-11 have closed.
-        days = pl.DataFrame({"system_id": ["A"], "as_of": [N3], "target_date": [TARGET[N3]]})
-        replace_by_name(con, "system_day_features", days, "as_of", N3, N3)
+    # The warehouse holds data through 06-12: the windows of 06-10 and 06-11 have closed.
+    days = pl.DataFrame({"system_id": ["A"], "as_of": [N3], "target_date": [TARGET[N3]]})
+    warehouse = settings.warehouse()
+    with warehouse.lake_writer() as con:
+        write_features(con, warehouse.lake, days, [N3])
 
 
 def assert_hand_counts(record: tr.TrackRecord) -> None:

@@ -69,7 +69,7 @@ def build_feature_assets(partitions: dg.PartitionsDefinition) -> list:
     @dg.asset(
         **per_trading_day(partitions),
         group_name=GROUP,
-        kinds={"duckdb"},
+        kinds={"parquet"},
         deps=["metrics"],
         description=(
             "Per (system, metric, as-of day): mean, std, min, max, exact p95, last value, "
@@ -80,8 +80,9 @@ def build_feature_assets(partitions: dg.PartitionsDefinition) -> list:
         settings = failcast.settings
         first, last = partition_dates(context)
         sessions = settings.calendar.session_table(first, last)
-        with settings.warehouse().writer() as con:
-            rows = build_metric_day_stats(con, sessions)
+        warehouse = settings.warehouse()
+        with warehouse.lake_writer() as con:
+            rows = build_metric_day_stats(con, warehouse.lake, sessions)
             metrics = con.execute(
                 "SELECT count(DISTINCT metric), count(DISTINCT system_id) FROM metric_day_stats "
                 "WHERE as_of BETWEEN ? AND ?", [first, last]).fetchall()[0]
@@ -93,7 +94,7 @@ def build_feature_assets(partitions: dg.PartitionsDefinition) -> list:
     @dg.asset(
         **per_trading_day(partitions),
         group_name=GROUP,
-        kinds={"duckdb", "polars"},
+        kinds={"parquet", "polars"},
         deps=[
             dg.AssetDep(
                 "metric_day_stats",
@@ -117,9 +118,10 @@ def build_feature_assets(partitions: dg.PartitionsDefinition) -> list:
     def system_day_features(context: dg.AssetExecutionContext, failcast: FailcastResource) -> Iterator:
         settings = failcast.settings
         first, last = partition_dates(context)
-        with settings.warehouse().writer() as con:
+        warehouse = settings.warehouse()
+        with warehouse.lake_writer() as con:
             summary = build_and_write_features(
-                con, settings.calendar, first, last,
+                con, warehouse.lake, settings.calendar, first, last,
                 on_chunk=lambda done, total: context.log.info(f"features: chunk {done}/{total}"),
             )
             checks = _feature_checks(context, con, settings.calendar, summary,

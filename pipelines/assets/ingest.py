@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 
 from features.feeds import FeedStatus, feed_status
-from features.ingest import load_metrics, load_source_tables, newest_sample
+from features.ingest import load_metrics, load_source_tables, newest_sample, write_trading_calendar
 from pipelines.metadata import markdown_table
 from pipelines.partitions import per_trading_day
 from pipelines.resources import FailcastResource
@@ -81,7 +81,7 @@ def calendar_coverage(calendar, today: dt.date) -> dg.AssetCheckResult:
 def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list:
     @dg.asset(
         group_name=GROUP,
-        kinds={"duckdb"},
+        kinds={"parquet"},
         description="Trading sessions with their cutoffs and label windows (table trading_calendar).",
         check_specs=[dg.AssetCheckSpec(CALENDAR_CHECK, asset="trading_calendar")],
     )
@@ -91,10 +91,9 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list:
         first = dt.date.fromisoformat(partitions.get_first_partition_key())
         last = calendar.previous_session(calendar.last_day)
         table = calendar.session_table(first, last)
-        with settings.warehouse().writer() as con:
-            con.register("sessions_frame", table)
-            con.execute("CREATE OR REPLACE TABLE trading_calendar AS SELECT * FROM sessions_frame")
-            con.unregister("sessions_frame")
+        warehouse = settings.warehouse()
+        with warehouse.lake_writer() as con:
+            write_trading_calendar(con, warehouse.lake, table)
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": table.height,
@@ -108,11 +107,11 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list:
         yield calendar_coverage(calendar, dt.date.today())
 
     table_specs = [
-        dg.AssetSpec("systems", group_name=GROUP, kinds={"duckdb"},
+        dg.AssetSpec("systems", group_name=GROUP, kinds={"parquet"},
                      description="Inventory: tiers, owners, dependencies, service dates."),
-        dg.AssetSpec("incidents", group_name=GROUP, kinds={"duckdb"}, deps=["systems"],
+        dg.AssetSpec("incidents", group_name=GROUP, kinds={"parquet"}, deps=["systems"],
                      description="The case library, instants as naive UTC."),
-        dg.AssetSpec("changes", group_name=GROUP, kinds={"duckdb"}, deps=["systems"],
+        dg.AssetSpec("changes", group_name=GROUP, kinds={"parquet"}, deps=["systems"],
                      description="The change calendar; created_at says when a change was known."),
     ]
 
@@ -126,8 +125,9 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list:
     def source_tables(failcast: FailcastResource) -> Iterator:
         settings = failcast.settings
         source = failcast.source_files()
-        with settings.warehouse().writer() as con:
-            results = load_source_tables(con, source)
+        warehouse = settings.warehouse()
+        with warehouse.lake_writer() as con:
+            results = load_source_tables(con, warehouse.lake, source)
             examples = {r.table: _quarantine_examples(con, r.table) for r in results}
         for r in results:
             yield dg.MaterializeResult(
@@ -149,7 +149,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list:
     @dg.asset(
         **per_trading_day(partitions),
         group_name=GROUP,
-        kinds={"duckdb"},
+        kinds={"parquet"},
         deps=["systems", "incidents", "changes"],
         description=(
             "Metric samples of each as-of day: [cutoff of the previous session, cutoff of this "
@@ -162,10 +162,11 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list:
     def metrics(context: dg.AssetExecutionContext, failcast: FailcastResource) -> Iterator:
         settings = failcast.settings
         first, last = partition_dates(context)
-        with settings.warehouse().writer() as con:
+        warehouse = settings.warehouse()
+        with warehouse.lake_writer() as con:
             source = failcast.source_files()
             load = load_metrics(
-                con, source, settings.calendar, first, last,
+                con, warehouse.lake, source, settings.calendar, first, last,
                 on_chunk=lambda done, total: context.log.info(f"metrics: {done}/{total} sessions"),
             )
             examples = _quarantine_examples(con, "metrics", (first, last))
