@@ -61,7 +61,7 @@ LANL_RANGE = (D(2004, 1, 1), D(2005, 8, 31))
 
 LANL_SOURCE = os.environ.get("FAILCAST_LANL", "/work/shared/data/lanl")
 HOME = Path(os.environ.get("FAILCAST_HOME", "data")).resolve() / "bench"
-BASELINES = ("recent incident rate", "operator rule")
+BASELINES = ("recent_incident_rate", "operator_rule")  # as the backtest names them
 MODEL = "failcast model"
 
 
@@ -193,6 +193,38 @@ def markdown(results: list[EstateResult], label: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def comparison(runs: dict[str, list[EstateResult]]) -> str:
+    """Labels side by side, estate by estate: PR-AUC, Brier and the ratios to each baseline."""
+    labels = list(runs)
+    head = " | ".join(f"{metric} {label}" for metric in ("PR-AUC", "Brier", "PR-AUC x recent rate",
+                                                          "PR-AUC x operator rule")
+                      for label in labels)
+    lines = [f"| estate | {head} |", "|---|" + "---:|" * (4 * len(labels))]
+    by_label = {label: {r.estate: r for r in results} for label, results in runs.items()}
+    estates = list(dict.fromkeys(r.estate for results in runs.values() for r in results))
+    for estate in estates:
+        cells = []
+        for show in (lambda r: f"{r.metrics[MODEL]['pr_auc']:.4f}",
+                     lambda r: f"{r.metrics[MODEL]['brier']:.5f}",
+                     lambda r: f"{r.ratio('pr_auc', BASELINES[0]):.2f}",
+                     lambda r: f"{r.ratio('pr_auc', BASELINES[1]):.2f}"):
+            cells += [show(by_label[label][estate]) if estate in by_label[label] else "-"
+                      for label in labels]
+        lines.append(f"| {estate} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def stored(labels: list[str]) -> dict[str, list[EstateResult]]:
+    """Results of earlier runs, by label, from ``quality_results.json``."""
+    saved = HOME / "quality_results.json"
+    found = json.loads(saved.read_text()) if saved.exists() else {}
+    missing = [label for label in labels if label not in found]
+    if missing:
+        raise SystemExit(f"no stored results labelled {missing}; stored: {', '.join(found) or 'none'}")
+    return {label: [EstateResult(**{**r, "load": tuple(r["load"])}) for r in found[label].values()]
+            for label in labels}
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -204,7 +236,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="estates to run (default: all)")
     parser.add_argument("--out", help="write the markdown table to this file too")
     parser.add_argument("--label", default=_commit(), help="the column's label (default: the commit)")
+    parser.add_argument("--show", nargs="+", metavar="LABEL",
+                        help="run nothing: print the stored results of these labels (two or more "
+                             "side by side)")
     args = parser.parse_args(argv)
+    if args.show:
+        runs = stored(args.show)
+        table = "\n".join(markdown(results, label) for label, results in runs.items())
+        if len(runs) > 1:
+            table += "\n" + comparison(runs)
+        print(table)
+        if args.out:
+            Path(args.out).write_text(table)
+        return 0
     results = []
     for name in args.estates:
         result = backtest(name)
