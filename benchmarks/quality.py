@@ -166,7 +166,7 @@ def summarise(name: str, span: str, scores_path: Path, seconds: float, peak_mb: 
 def markdown(results: list[EstateResult], label: str) -> str:
     """One row per estate: the model's metrics, its ratio to each baseline, how it served."""
     lines = [
-        f"| estate ({label}) | as-of days | rows / failures | PR-AUC | ROC-AUC | Brier | "
+        f"| estate ({label}) | as-of range | rows / failures | PR-AUC | ROC-AUC | Brier | "
         "recall at 5% | PR-AUC x recent rate | PR-AUC x operator rule | "
         "Brier / recent rate | Brier / operator rule | retrainings (actions) | "
         "wall s | peak MB | load |",
