@@ -15,7 +15,7 @@ export UV_LINK_MODE := copy
 export FAILCAST_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(FAILCAST_HOME)/dagster
 
-.PHONY: demo test lint lock ui mlflow-ui bench clean-data
+.PHONY: demo test lint lock ui mlflow-ui bench bench-quality clean-data
 
 $(UV_STAMP):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 2; }
@@ -50,6 +50,11 @@ mlflow-ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000
 
 bench: $(STAMP)  ## benchmarks (minutes; writes under $(FAILCAST_HOME)/bench)
 	$(BIN)/python -m benchmarks.run
+
+# Not part of `bench`: the LANL backtest alone replays 88 weekly retrainings (about an hour on
+# 2 busy cores). ESTATES="short-history site-24-7" runs some; LABEL names the column.
+bench-quality: $(STAMP)  ## forecast quality: the deployed policy's backtest on every quality estate
+	$(BIN)/python -m benchmarks.quality $(if $(ESTATES),--estates $(ESTATES)) $(if $(LABEL),--label "$(LABEL)") --out $(FAILCAST_HOME)/bench/quality.md
 
 clean-data:  ## remove generated data (demo estate, warehouse and lake, MLflow store, published files)
 	rm -rf data/demo data/warehouse.duckdb data/lake data/mlflow.db data/mlartifacts data/published data/dagster data/bench data/backtest data/training data/training_sets

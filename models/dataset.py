@@ -8,6 +8,7 @@ previous session. Features are read from the warehouse table ``system_day_featur
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -42,17 +43,13 @@ def read_features(
     con: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date, columns: list[str] | None = None
 ) -> pl.DataFrame:
     """Feature rows of as-of days ``first..last`` (all columns, or the named ones), float32."""
-    from features.warehouse import quote_ident, table_columns
-
-    present = table_columns(con, TABLE)
-    if not present:
+    types = _column_types(con)
+    if not types:
         raise DataError("no features in the warehouse yet: build system_day_features first")
-    wanted = present if columns is None else [*KEYS, *(c for c in columns if c in present)]
-    select = ", ".join(quote_ident(c) for c in wanted)
-    frame = con.sql(
-        f"SELECT {select} FROM {TABLE} WHERE as_of BETWEEN ? AND ? ORDER BY as_of, system_id",  # noqa: S608
-        params=[first, last],
-    ).pl()
+    wanted = list(types) if columns is None else [*KEYS, *(c for c in columns if c in types)]
+    select = ", ".join(_selected(c, types[c]) for c in wanted)
+    sql = f"SELECT {select} FROM {TABLE} WHERE as_of BETWEEN ? AND ? ORDER BY as_of, system_id"  # noqa: S608
+    frame = _read_in_slices(con, first, last, lambda a, b: (sql, [a, b]))
     return _float32(_with_missing(frame, columns))
 
 
@@ -74,8 +71,6 @@ def training_frame(
     rows of the thinned period: rates estimated from data (baselines) must skip them. For a
     ``refit`` (``FailureModel.refit``) the trees' period is the oldest 85%, not 70%.
     """
-    from features.warehouse import quote_ident
-
     config = config or TrainConfig()
     if not create_label_table(con, calendar, window.first, window.last, max_severity, known_at):
         return pl.DataFrame(schema={"system_id": pl.String, "as_of": pl.Date,
@@ -94,18 +89,61 @@ def training_frame(
         keep = min(1.0, max(failures, 1) * config.quiet_per_failure / max(quiet, 1))
     except NotEnoughData:
         tree_period = (days[0], days[-1])
-    columns = [c for c in con.execute(f"DESCRIBE {TABLE}").fetchall()]  # noqa: S608
-    select = ", ".join(f"f.{quote_ident(c[0])}" for c in columns)
-    frame = con.sql(
-        f"""
+    select = ", ".join(_selected(c, t, "f.") for c, t in _column_types(con).items())
+    sql = f"""
         SELECT {select}, l.label, l.as_of <= ? AS thinned FROM {TABLE} f
         JOIN window_labels l ON l.system_id = f.system_id AND l.as_of = f.as_of
-        WHERE l.label OR l.as_of > ? OR hash(f.system_id, f.as_of, ?) % 1000000 < ?
+        WHERE f.as_of BETWEEN ? AND ? AND l.as_of BETWEEN ? AND ?
+          AND (l.label OR l.as_of > ? OR hash(f.system_id, f.as_of, ?) % 1000000 < ?)
         ORDER BY f.as_of, f.system_id
-        """,  # noqa: S608 - identifiers quoted; data in parameters
-        params=[tree_period[1], tree_period[1], config.seed, int(keep * 1_000_000)],
-    ).pl()
-    return _float32(frame)
+        """  # noqa: S608 - identifiers quoted; data in parameters
+    thin = [tree_period[1], config.seed, int(keep * 1_000_000)]
+    return _read_in_slices(con, days[0], days[-1],
+                           lambda a, b: (sql, [tree_period[1], a, b, a, b, *thin]))
+
+
+FLOAT_MAX = 3.4028234663852886e38
+
+
+def _column_types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    return dict(con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
+        "ORDER BY ordinal_position", [TABLE]).fetchall())
+
+
+def _selected(column: str, data_type: str, prefix: str = "") -> str:
+    """The column as read: doubles become float32 in DuckDB, before they reach Python.
+
+    Polars keeps each DuckDB result batch alive for as long as any column of it is (the keys,
+    read without a copy), so doubles cast in Polars stayed in memory beside their float32
+    copies: a LANL retrain held 1 GB more than its rows. Beyond float32's range a double
+    becomes an infinity, as a cast in Polars or NumPy makes it (DuckDB's own cast refuses)."""
+    from features.warehouse import quote_ident
+
+    name = f"{prefix}{quote_ident(column)}"
+    if data_type != "DOUBLE":
+        return name
+    return (f"CASE WHEN isfinite({name}) AND abs({name}) > {FLOAT_MAX!r} "
+            f"THEN sign({name}) * 'inf'::FLOAT ELSE {name}::FLOAT END AS {quote_ident(column)}")
+
+
+SLICE_DAYS = 30  # calendar days of feature rows per query
+
+
+def _read_in_slices(con: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date,
+                    query: Callable[[dt.date, dt.date], tuple[str, list]]) -> pl.DataFrame:
+    """The rows of ``query(a, b)`` for consecutive spans ``a..b`` of ``first..last``, each
+    read whole, made float32 and appended in order: one slice of doubles at a time is in
+    memory, never the whole window's (a LANL training set read in one query peaked at 2.4 GB
+    for 0.5 GB of float32 rows). Each query orders its rows by as-of day, so the whole does."""
+    parts, start = [], first
+    while True:
+        end = min(last, start + dt.timedelta(days=SLICE_DAYS - 1))
+        sql, params = query(start, end)
+        parts.append(_float32(con.sql(sql, params=params).pl()))
+        if end >= last:
+            return pl.concat(parts, rechunk=False)
+        start = end + dt.timedelta(days=1)
 
 
 def _with_missing(frame: pl.DataFrame, columns: list[str] | None) -> pl.DataFrame:
