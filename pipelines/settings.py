@@ -218,7 +218,7 @@ class Settings:
     train_window_days: int = 500
     holdout_days: int = 40
     retrain_every: str = "weekly"
-    model_search: bool = True
+    model_search: bool = False  # opt-in: on short histories it chose worse (docs/model.md)
     model_search_configurations: int = 4
     champion_warn_age: int | None = None
     champion_max_age: int | None = None

@@ -45,10 +45,23 @@ def retrain(home: TrainedHome, as_of: dt.date) -> str:
     return str(found.version)
 
 
+def with_model_search(source: Path, to: Path) -> Path:
+    """A copy of the source whose settings turn the model search on (off by default), so the
+    retrains here, the backtest that replays them and every command on the copy run it alike."""
+    shutil.copytree(source, to)
+    toml = to / "failcast.toml"
+    text = toml.read_text()
+    text = (text.replace("[model]\n", "[model]\nsearch = true\n", 1) if "[model]\n" in text
+            else text + "\n[model]\nsearch = true\n")
+    toml.write_text(text)
+    return to
+
+
 def build_trained_home(source: Path, root: Path) -> TrainedHome:
     """Features for the history, then `failcast train` as of R1 and R2 (the ``trained_home``
     fixture in ``conftest.py``; ``DAGSTER_HOME`` points at ``root / "dagster"``)."""
     os.environ["DAGSTER_HOME"] = str(root / "dagster")
+    source = with_model_search(source, root / "source")
     settings = load_settings(source, root / "home", env={})
     defs = build_definitions(settings, today=dt.date(2025, 9, 1))
     run_job(defs, "features_job", settings, *HISTORY)

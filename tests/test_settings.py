@@ -91,12 +91,13 @@ def test_the_retraining_policy_comes_from_the_settings(tmp_path):
                          ).champion_age_limits == (42, 30)
 
 
-def test_the_model_search_is_on_by_default_and_one_setting_away_from_off(tmp_path):
+def test_the_model_search_is_off_by_default_and_one_setting_away_from_on(tmp_path):
     search = load_settings(tmp_path, tmp_path, env={}).policy().config.search
-    assert search.enabled and search.max_configurations == 4
-    (tmp_path / "failcast.toml").write_text("[model]\nsearch = false\nsearch_configurations = 2\n")
+    assert not search.enabled and search.max_configurations == 4
+    (tmp_path / "failcast.toml").write_text("[model]\nsearch = true\nsearch_configurations = 2\n")
     search = load_settings(tmp_path, tmp_path, env={}).policy().config.search
-    assert not search.enabled and search.max_configurations == 2
+    assert search.enabled and search.max_configurations == 2
+    (tmp_path / "failcast.toml").write_text("[model]\nsearch = false\n")
     assert load_settings(tmp_path, tmp_path, env={"FAILCAST_MODEL_SEARCH": "true"}
                          ).policy().config.search.enabled
 
