@@ -42,12 +42,36 @@ LEFT JOIN incidents i
 GROUP BY b.system_id, b.as_of
 """
 
+# A system's proneness to fail is mostly a lasting trait (on the LANL records the best single
+# predictors are its counts over a year and its lifetime rate), so the whole history counts, with
+# weights that fade: exp(-age / memory) for memories of 7, 30, 180 and 730 days. Only incidents
+# opened before the cutoff count, and their weights depend on nothing filed later.
+DECAYED = """
+SELECT b.system_id, b.as_of,
+    count(i.incident_id) FILTER (WHERE i.opened_at >= b.cutoff_utc - INTERVAL 730 DAY) AS inc_730d,
+    {decayed}
+FROM feature_base b
+LEFT JOIN incidents i ON i.system_id = b.system_id AND i.opened_at < b.cutoff_utc
+GROUP BY b.system_id, b.as_of
+"""
+MEMORIES = (7, 30, 180, 730)  # days
+_AGE_DAYS = "date_diff('minute', i.opened_at, b.cutoff_utc) / 1440.0"
+
+
+def _decayed_sql() -> str:
+    columns = ", ".join(
+        f"coalesce(sum(exp(-{_AGE_DAYS} / {m})), 0) AS inc_decayed_{m}d" for m in MEMORIES)
+    return DECAYED.format(decayed=columns)
+
+
 # The latest incident before each cutoff, and how many came before it in the system's life.
 RECENCY = """
 WITH numbered AS (
     SELECT system_id, opened_at, severity, category,
-           row_number() OVER (PARTITION BY system_id ORDER BY opened_at, incident_id) AS lifetime
-    FROM incidents
+           row_number() OVER w AS lifetime,
+           lag(opened_at, 1) OVER w AS previous_opened_at,
+           lag(opened_at, 2) OVER w AS third_last_opened_at
+    FROM incidents WINDOW w AS (PARTITION BY system_id ORDER BY opened_at, incident_id)
 ),
 serious AS (SELECT system_id, opened_at FROM incidents WHERE severity <= 2),
 gaps AS (
@@ -59,6 +83,8 @@ gaps AS (
 library AS (SELECT min(opened_at) AS first_opened FROM incidents)
 SELECT b.system_id, b.as_of,
     date_diff('minute', n.opened_at, b.cutoff_utc) / 1440.0 AS days_since_incident,
+    date_diff('minute', n.previous_opened_at, b.cutoff_utc) / 1440.0 AS days_since_2nd_incident,
+    date_diff('minute', n.third_last_opened_at, b.cutoff_utc) / 1440.0 AS days_since_3rd_incident,
     date_diff('minute', s.opened_at, b.cutoff_utc) / 1440.0 AS days_since_sev12,
     g.mtbf5_days,
     coalesce(n.lifetime, 0) AS inc_lifetime,
@@ -186,13 +212,15 @@ def case_features(con: duckdb.DuckDBPyConnection) -> list[pl.DataFrame]:
     con.execute(f"CREATE OR REPLACE TEMP TABLE recency AS SELECT r.*, b.cutoff_utc FROM ({RECENCY}) r "  # noqa: S608
                 "JOIN feature_base b USING (system_id, as_of)")
     recency = con.sql(
-        "SELECT system_id, as_of, days_since_incident, days_since_sev12, mtbf5_days, inc_lifetime, "
-        "inc_lifetime_rate FROM recency"
+        "SELECT system_id, as_of, days_since_incident, days_since_2nd_incident, "
+        "days_since_3rd_incident, days_since_sev12, mtbf5_days, inc_lifetime, inc_lifetime_rate "
+        "FROM recency"
     ).pl()
     recurrence = con.sql(RECURRENCE).pl()
+    decayed = con.sql(_decayed_sql()).pl()
     upstream = con.sql(UPSTREAM).pl()
     con.execute(PEER_ATTRIBUTES)
-    frames = [history, recency, recurrence, upstream]
+    frames = [history, decayed, recency, recurrence, upstream]
     peers = _peers_wide(con)
     if peers is not None:
         frames.append(peers)

@@ -8,7 +8,9 @@
     newest 15%  -> probability calibration (all rows)
 
 so the calibration is fitted on a later period than the trees, and a published 0.2 means
-about one failure in five.
+about one failure in five. On the calibration period the trees' margin is first weighed
+against the recent incident rate (``models.blend``): a model shrinks toward that rate as far as
+the newest days say it has nothing more to add.
 
 ``FailureModel.refit`` is how a configuration that passed the gate is brought up to date: the
 same configuration on the window that ends at the latest labelled day, with as many boosting
@@ -33,6 +35,8 @@ import numpy as np
 import polars as pl
 
 from features.errors import DataError
+from models.baselines import RecentRate
+from models.blend import RecentRateBlend
 from models.calibration import Calibrator
 
 
@@ -42,14 +46,16 @@ class NotEnoughData(DataError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    num_leaves: int = 31
+    # Small, strongly regularised trees: failures are rare and their signal weak where there is
+    # no telemetry (docs/model.md, "Tuning": 31 leaves, 40 rows a leaf, L2 5 before).
+    num_leaves: int = 15
     learning_rate: float = 0.05
     max_rounds: int = 400
     early_stopping_rounds: int = 40
-    min_child_samples: int = 40
+    min_child_samples: int = 100
     feature_fraction: float = 0.7
     bagging_fraction: float = 0.8
-    lambda_l2: float = 5.0
+    lambda_l2: float = 20.0
     quiet_per_failure: int = 20  # quiet rows kept per failure in the tree period (dataset)
     fit_share: float = 0.70
     stop_share: float = 0.15
@@ -58,6 +64,7 @@ class TrainConfig:
     seed: int = 7
     dask_scheduler: str | None = None  # a Dask scheduler address: the trees grow on that cluster
     leave_out: tuple[str, ...] = ()  # feature families not used (``models.reasons.family`` names)
+    blend_recent_rate: bool = True  # weigh the trees against the recent incident rate (models.blend)
 
     def lightgbm_params(self) -> dict:
         return {
@@ -179,6 +186,25 @@ def thin_tree_rows(fit: pl.DataFrame, quiet_per_failure: int, seed: int) -> pl.D
     return fit.filter(pl.Series(draw) | pl.col("label"))
 
 
+def _unthinned(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows a rate can be estimated from: not those thinned for the trees."""
+    return frame.filter(~pl.col("thinned")) if "thinned" in frame.columns else frame
+
+
+def _calibrated(booster: lgb.Booster, useful: list[str], calibrate: pl.DataFrame,
+                history: pl.DataFrame, config: TrainConfig,
+                ) -> tuple[RecentRateBlend | None, Calibrator]:
+    """The blend with the recent rate (when configured) and the calibration, both fitted on
+    the ``calibrate`` rows, which the trees never saw."""
+    margin = booster.predict(matrix(calibrate, useful), raw_score=True,
+                             num_iteration=booster.best_iteration or None)
+    labels = calibrate["label"].to_numpy()
+    # Rows without the rate's inputs (a frame of hand-made features) have no rate to lean on.
+    usable = config.blend_recent_rate and set(RecentRate.features) <= set(calibrate.columns)
+    blend = RecentRateBlend.fit(margin, calibrate, _unthinned(history)) if usable else None
+    return blend, Calibrator.fit(blend(margin, calibrate) if blend else margin, labels)
+
+
 def _boost(fit: pl.DataFrame, useful: list[str], config: TrainConfig, rounds: int,
            stop: pl.DataFrame | None = None) -> tuple[lgb.Booster, dict]:
     """LightGBM trees on ``fit`` (here, or on the Dask cluster of ``config.dask_scheduler``):
@@ -212,6 +238,13 @@ class FailureModel:
     split: TimeSplit | None = None
     info: dict = field(default_factory=dict)
     config: TrainConfig = field(default_factory=TrainConfig)
+    blend: RecentRateBlend | None = None  # None: the trees' margin alone is calibrated
+
+    @property
+    def inputs(self) -> list[str]:
+        """Columns scoring reads: the trees' features, then the blend's rate inputs."""
+        extra = [f for f in (self.blend.rate.features if self.blend else []) if f not in self.features]
+        return [*self.features, *extra]
 
     @property
     def trained_through(self) -> dt.date | None:
@@ -247,9 +280,7 @@ class FailureModel:
                 raise NotEnoughData("no failure after the tree period to calibrate on")
         useful = [c for c in config.inputs(features) if fit[c].null_count() < fit.height]
         booster, engine = _boost(fit, useful, config, config.max_rounds, stop)
-        margin = booster.predict(matrix(calibrate, useful), raw_score=True,
-                                 num_iteration=booster.best_iteration)
-        calibrator = Calibrator.fit(margin, calibrate["label"].to_numpy())
+        blend, calibrator = _calibrated(booster, useful, calibrate, frame, config)
         info = {
             "rows": frame.height,
             "failures": failures,
@@ -257,9 +288,10 @@ class FailureModel:
             "best_iteration": booster.best_iteration,
             "features_used": len(useful),
             "calibration": calibrator.method,
+            **_blend_info(blend),
             **engine,
         }
-        return cls(booster, useful, calibrator, split, info, config)
+        return cls(booster, useful, calibrator, split, info, config, blend)
 
     @classmethod
     def refit(cls, frame: pl.DataFrame, features: list[str], config: TrainConfig,
@@ -280,8 +312,7 @@ class FailureModel:
                 "to calibrate the refit on")
         useful = [c for c in config.inputs(features) if fit[c].null_count() < fit.height]
         booster, engine = _boost(fit, useful, config, max(1, rounds))
-        calibrator = Calibrator.fit(booster.predict(matrix(calibrate, useful), raw_score=True),
-                                    calibrate["label"].to_numpy())
+        blend, calibrator = _calibrated(booster, useful, calibrate, frame, config)
         info = {
             "rows": frame.height,
             "failures": failures,
@@ -289,26 +320,39 @@ class FailureModel:
             "refit_rounds": booster.num_trees(),
             "features_used": len(useful),
             "calibration": calibrator.method,
+            **_blend_info(blend),
             **engine,
         }
-        return cls(booster, useful, calibrator, split, info, config)
+        return cls(booster, useful, calibrator, split, info, config, blend)
 
     # ------------------------------------------------------------------ scoring
     def margin(self, frame: pl.DataFrame) -> np.ndarray:
-        return self.booster.predict(matrix(frame, self.features), raw_score=True,
-                                    num_iteration=self.booster.best_iteration or None)
+        """Log-odds before calibration: the trees', blended with the recent rate's."""
+        trees = self.booster.predict(matrix(frame, self.features), raw_score=True,
+                                     num_iteration=self.booster.best_iteration or None)
+        return self.blend(trees, frame) if self.blend else trees
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         """Calibrated probability of a failure in each row's label window."""
         return self.calibrator(self.margin(frame))
 
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
-        """LightGBM's own SHAP values: (rows, features + 1); the last column is the bias."""
-        return self.booster.predict(matrix(frame, self.features), pred_contrib=True,
-                                    num_iteration=self.booster.best_iteration or None)
+        """LightGBM's own SHAP values: (rows, features + 1); the last column is the bias. With a
+        blend, the trees' values scaled by their weight and the rate's log-odds added to its
+        inputs, so each row still sums to its ``margin``."""
+        trees = self.booster.predict(matrix(frame, self.features), pred_contrib=True,
+                                     num_iteration=self.booster.best_iteration or None)
+        return self.blend.contributions(trees, frame, self.features) if self.blend else trees
 
     def importance(self) -> pl.DataFrame:
         return pl.DataFrame({
             "feature": self.features,
             "gain": self.booster.feature_importance("gain").astype(float),
         }).sort("gain", descending=True)
+
+
+def _blend_info(blend: RecentRateBlend | None) -> dict:
+    if blend is None:
+        return {}
+    return {"blend_model_weight": round(blend.model_weight, 4),
+            "blend_rate_weight": round(blend.rate_weight, 4)}

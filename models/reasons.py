@@ -324,18 +324,22 @@ def _incident_reason(feature: str, value, context: Context) -> Said | None:
         return Said(text, "incidents", text, feature, mechanism=mechanism, usual=usual)
 
     spans = {"1d": "day", "3d": "3 days", "7d": "7 days", "30d": "30 days", "90d": "90 days",
-             "365d": "year"}
+             "365d": "year", "730d": "two years"}
     match = re.fullmatch(r"inc_(\d+d)", feature)
     if match:
         span = match.group(1)
         n = 0 if _missing(value) else value
         text = f"{count(n, 'incident')} in the last {spans[span]}"
         yearly = context.row.get("inc_365d")
-        if span != "365d" and not _missing(yearly):
+        if span not in ("365d", "730d") and not _missing(yearly):
             expected = yearly * int(span[:-1]) / 365
             return said(f"{text}, {number(expected)} is usual at its rate over the last year",
                         usual=expected)
         return said(text + _median(context, feature, number))
+    match = re.fullmatch(r"inc_decayed_(\d+)d", feature)
+    if match:
+        return said(f"{number(value or 0)} incidents counted with weights fading over "
+                    f"{match.group(1)} days" + _median(context, feature, number))
     match = re.fullmatch(r"inc_sev(\d+)_(\d+d)", feature)
     if match:
         levels = "1-2" if match.group(1) == "12" else match.group(1)
@@ -356,6 +360,12 @@ def _incident_reason(feature: str, value, context: Context) -> Said | None:
         ref = f", one every {days(mtbf)} lately" if not _missing(mtbf) else \
             _median(context, feature, days)
         return said(f"last incident {days(value)} ago{ref}")
+    match = re.fullmatch(r"days_since_(2nd|3rd)_incident", feature)
+    if match:
+        which = {"2nd": "second", "3rd": "third"}[match.group(1)]
+        if _missing(value):
+            return said(f"no {which}-last incident on record", mechanism=None)
+        return said(f"{which}-last incident {days(value)} ago" + _median(context, feature, days))
     if feature == "days_since_sev12":
         if _missing(value):
             return said("no severity 1-2 incident on record", mechanism=None)

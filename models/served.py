@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from models.baselines import baseline_from_dict
+from models.blend import RecentRateBlend
 from models.calibration import Calibrator
 from models.model import FailureModel, TimeSplit, TrainConfig
 
@@ -42,6 +43,7 @@ def save_scorer(scorer: Any, folder: Path) -> Path:
             "info": scorer.info,
             "split": scorer.split.to_dict() if scorer.split else None,
             "config": scorer.config.to_dict(),
+            "blend": scorer.blend.to_dict() if scorer.blend else None,
         }
     else:
         description = scorer.to_dict()
@@ -60,11 +62,13 @@ def load_scorer(folder: Path) -> Any:
     calibrator = Calibrator.from_dict(json.loads((folder / CALIBRATION).read_text()))
     return FailureModel(booster, description["features"], calibrator,
                         TimeSplit.from_dict(description.get("split")), description.get("info", {}),
-                        TrainConfig.from_dict(description.get("config", {})))
+                        TrainConfig.from_dict(description.get("config", {})),
+                        RecentRateBlend.from_dict(description.get("blend")))
 
 
 def input_features(scorer: Any) -> list[str]:
-    return list(scorer.features)
+    """The columns the scorer reads (a blended model's rate inputs too)."""
+    return list(getattr(scorer, "inputs", scorer.features))
 
 
 def trained_through(scorer: Any) -> dt.date | None:
