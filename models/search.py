@@ -7,12 +7,18 @@ failures of the training window's own newest days best:
 
 - **inner validation**: each configuration is fitted exactly as ``FailureModel.fit`` fits a
   model (trees on the oldest 70% of the training window's days, early stopping on the next
-  15%), and scored by the PR-AUC of its raw margin on the window's newest 15% (the period its
-  calibration is fitted on, which neither the trees nor early stopping saw). The hold-out and
-  everything after it are never read: the gate judges the chosen configuration on them as it
-  judges any candidate.
-- **choice**: the highest inner PR-AUC; a tie keeps the configuration listed first (the
-  policy's own). The chosen configuration's fit *is* the candidate: nothing is fitted twice.
+  15%), and scored by the PR-AUC of its margin on the window's newest 15% (the period its
+  calibration and its blend with the recent rate are fitted on, which neither the trees nor
+  early stopping saw; the blend's two weights are fitted there alike for every configuration).
+  The hold-out and everything after it are never read: the gate judges the chosen
+  configuration on them as it judges any candidate.
+- **choice**: another configuration replaces the policy's own only when it ranks the inner
+  days' failures better *beyond noise*: the lower end of the paired day-bootstrap interval of
+  its PR-AUC difference to ``base`` (the gate's ``compare_scorers``, 90%) above zero. Among
+  those, the highest inner PR-AUC; none: ``base``. A search that measured a gain within noise
+  (issue 12: short-history chose a configuration that did not hold up) leaves the policy's
+  configuration in place. The chosen configuration's fit *is* the candidate: nothing is fitted
+  twice.
 - **cost**: every configuration reuses the one training set in memory (a thinner ratio thins
   its tree rows further, a family left out drops columns); smaller trees, fewer rows and fewer
   features cost less than the policy's own fit. ``max_configurations`` bounds the work.
@@ -44,6 +50,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import polars as pl
 
+from models.gate import Comparison, GateConfig, compare_scorers
 from models.model import FailureModel, NotEnoughData, TrainConfig
 
 BASE = "base"
@@ -148,18 +155,53 @@ class SearchResult:
         return out
 
 
+def inner_rows(model: FailureModel, frame: pl.DataFrame) -> pl.DataFrame:
+    """The model's calibration period: the training window's newest days, which its trees and
+    early stopping did not see."""
+    first, last = model.split.calibrate
+    return frame.filter(pl.col("as_of").is_between(first, last))
+
+
 def inner_score(model: FailureModel, frame: pl.DataFrame) -> tuple[float | None, int, int]:
-    """(PR-AUC of the raw margin, rows, failures) on the model's calibration period: the
-    training window's newest days, which its trees and early stopping did not see."""
+    """(PR-AUC of the margin, rows, failures) on ``inner_rows``."""
     from sklearn.metrics import average_precision_score
 
-    first, last = model.split.calibrate
-    rows = frame.filter(pl.col("as_of").is_between(first, last))
+    rows = inner_rows(model, frame)
     failures = int(rows["label"].sum())
     if failures == 0 or failures == rows.height:
         return None, rows.height, failures
     return (float(average_precision_score(rows["label"].to_numpy(), model.margin(rows))),
             rows.height, failures)
+
+
+def beyond_noise(fitted: dict[str, FailureModel], frame: pl.DataFrame,
+                 gate: GateConfig = GateConfig()) -> dict[str, Comparison]:
+    """Each configuration's inner PR-AUC against ``base``'s, with the gate's paired day
+    bootstrap: one ``Comparison`` per configuration other than ``base``."""
+    if BASE not in fitted or len(fitted) < 2:
+        return {}
+    rows = inner_rows(fitted[BASE], frame)
+    if rows.is_empty() or not rows["label"].any() or rows["label"].all():
+        return {}
+    margins = {name: model.margin(rows) for name, model in fitted.items()
+               if model.split.calibrate == fitted[BASE].split.calibrate}
+    pairs = [(name, BASE) for name in margins if name != BASE]
+    compared = compare_scorers(rows["as_of"].to_numpy(), rows["label"].to_numpy(), margins,
+                               pairs, gate)
+    return {c.scorer: c for c in compared}
+
+
+def choose(scores: dict[str, float | None], beats_base: dict[str, bool]) -> str | None:
+    """``base`` unless another configuration beats it beyond noise; among those, the highest
+    inner PR-AUC (ties: listed first). Without ``base``'s score, the highest score."""
+    scored = {name: score for name, score in scores.items() if score is not None}
+    if not scored:
+        return None
+    if BASE in scored:
+        scored = {name: score for name, score in scored.items()
+                  if name == BASE or beats_base.get(name, False)}
+    best = max(scored.values())
+    return next(name for name, score in scored.items() if score == best)
 
 
 def search(frame: pl.DataFrame, features: list[str], base: TrainConfig,
@@ -181,12 +223,15 @@ def search(frame: pl.DataFrame, features: list[str], base: TrainConfig,
         fitted[name] = model
         score = inner_score(model, frame)
         rows.append(_row(name, candidate, base, model, time.perf_counter() - started, "", score))
-    table = pl.DataFrame(rows, schema=_SCHEMA)
-    scored = table.filter(pl.col("inner_pr_auc").is_not_null())
-    if scored.height:
-        best = float(scored["inner_pr_auc"].max())
-        chosen = scored.filter(pl.col("inner_pr_auc") == best)["name"][0]  # ties: listed first
-    else:
+    compared = beyond_noise(fitted, frame)
+    table = pl.DataFrame(rows, schema=_SCHEMA).with_columns(
+        vs_base_low=pl.Series([compared[n].low if n in compared else None for n in configs],
+                              dtype=pl.Float64),
+        beats_base=pl.Series([compared[n].pr_auc_beats if n in compared else None
+                              for n in configs], dtype=pl.Boolean))
+    chosen = choose(dict(zip(table["name"], table["inner_pr_auc"], strict=True)),
+                    {name: c.pr_auc_beats for name, c in compared.items()})
+    if chosen is None:
         chosen = next(iter(fitted), None)  # nothing to score on: the first that was fitted
     table = table.with_columns(chosen=pl.col("name") == pl.lit(chosen))
     return SearchResult(chosen, fitted, configs, table, notes)
