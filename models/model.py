@@ -36,6 +36,7 @@ import polars as pl
 
 from features.errors import DataError
 from models.baselines import RecentRate
+from models.blend import MIN_FAILURES as BLEND_MIN_FAILURES
 from models.blend import RecentRateBlend
 from models.calibration import Calibrator
 
@@ -46,16 +47,14 @@ class NotEnoughData(DataError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # Small, strongly regularised trees: failures are rare and their signal weak where there is
-    # no telemetry (docs/model.md, "Tuning": 31 leaves, 40 rows a leaf, L2 5 before).
-    num_leaves: int = 15
+    num_leaves: int = 31
     learning_rate: float = 0.05
     max_rounds: int = 400
     early_stopping_rounds: int = 40
-    min_child_samples: int = 100
+    min_child_samples: int = 40
     feature_fraction: float = 0.7
     bagging_fraction: float = 0.8
-    lambda_l2: float = 20.0
+    lambda_l2: float = 5.0
     quiet_per_failure: int = 20  # quiet rows kept per failure in the tree period (dataset)
     fit_share: float = 0.70
     stop_share: float = 0.15
@@ -65,6 +64,7 @@ class TrainConfig:
     dask_scheduler: str | None = None  # a Dask scheduler address: the trees grow on that cluster
     leave_out: tuple[str, ...] = ()  # feature families not used (``models.reasons.family`` names)
     blend_recent_rate: bool = True  # weigh the trees against the recent incident rate (models.blend)
+    small_trees_without_telemetry: bool = True  # CASE_LIBRARY_TREES when no metric feature is used
 
     def lightgbm_params(self) -> dict:
         return {
@@ -105,6 +105,16 @@ class TrainConfig:
 
         return [f for f in features if family(f) not in self.leave_out]
 
+    def suited_to(self, features: list[str]) -> TrainConfig:
+        """The trees for these inputs: without a metric feature (an estate that has only its
+        case library, or a configuration that leaves the metrics out) small, strongly
+        regularised ones (``CASE_LIBRARY_TREES``), unless switched off."""
+        from models.reasons import family
+
+        if not self.small_trees_without_telemetry or any(family(f) == "metric" for f in features):
+            return self
+        return replace(self, **{k: v(getattr(self, k)) for k, v in CASE_LIBRARY_TREES.items()})
+
     ENGINE = ("threads", "dask_scheduler")  # where the trees grow, not what they are
 
     def recipe(self) -> dict:
@@ -119,6 +129,18 @@ class TrainConfig:
         return replace(self, fit_share=other.fit_share, stop_share=other.stop_share,
                        seed=other.seed, threads=other.threads,
                        dask_scheduler=other.dask_scheduler)
+
+
+# Counts and rates of a case library carry a weak, smooth signal: on the LANL records (no
+# telemetry) trees of 15 leaves with at least 100 rows a leaf and L2 20 ranked failures better
+# than the 31 / 40 / 5 that suit metric statistics, which lost on every generated estate with
+# telemetry (docs/model.md, "Trees for an estate without telemetry"). Each setting only ever
+# tightens a configuration's own.
+CASE_LIBRARY_TREES = {
+    "num_leaves": lambda v: min(v, 15),
+    "min_child_samples": lambda v: max(v, 100),
+    "lambda_l2": lambda v: max(v, 20.0),
+}
 
 
 @dataclass
@@ -200,7 +222,8 @@ def _calibrated(booster: lgb.Booster, useful: list[str], calibrate: pl.DataFrame
                              num_iteration=booster.best_iteration or None)
     labels = calibrate["label"].to_numpy()
     # Rows without the rate's inputs (a frame of hand-made features) have no rate to lean on.
-    usable = config.blend_recent_rate and set(RecentRate.features) <= set(calibrate.columns)
+    usable = (config.blend_recent_rate and set(RecentRate.features) <= set(calibrate.columns)
+              and labels.sum() >= BLEND_MIN_FAILURES)
     blend = RecentRateBlend.fit(margin, calibrate, _unthinned(history)) if usable else None
     return blend, Calibrator.fit(blend(margin, calibrate) if blend else margin, labels)
 
@@ -279,7 +302,8 @@ class FailureModel:
             if later["label"].sum() == 0:
                 raise NotEnoughData("no failure after the tree period to calibrate on")
         useful = [c for c in config.inputs(features) if fit[c].null_count() < fit.height]
-        booster, engine = _boost(fit, useful, config, config.max_rounds, stop)
+        trees = config.suited_to(useful)
+        booster, engine = _boost(fit, useful, trees, config.max_rounds, stop)
         blend, calibrator = _calibrated(booster, useful, calibrate, frame, config)
         info = {
             "rows": frame.height,
@@ -288,6 +312,7 @@ class FailureModel:
             "best_iteration": booster.best_iteration,
             "features_used": len(useful),
             "calibration": calibrator.method,
+            **_trees_info(trees, config),
             **_blend_info(blend),
             **engine,
         }
@@ -311,7 +336,8 @@ class FailureModel:
                 f"no failure in the newest labelled days ({split.calibrate[0]}..{split.calibrate[1]}) "
                 "to calibrate the refit on")
         useful = [c for c in config.inputs(features) if fit[c].null_count() < fit.height]
-        booster, engine = _boost(fit, useful, config, max(1, rounds))
+        trees = config.suited_to(useful)
+        booster, engine = _boost(fit, useful, trees, max(1, rounds))
         blend, calibrator = _calibrated(booster, useful, calibrate, frame, config)
         info = {
             "rows": frame.height,
@@ -320,6 +346,7 @@ class FailureModel:
             "refit_rounds": booster.num_trees(),
             "features_used": len(useful),
             "calibration": calibrator.method,
+            **_trees_info(trees, config),
             **_blend_info(blend),
             **engine,
         }
@@ -356,3 +383,10 @@ def _blend_info(blend: RecentRateBlend | None) -> dict:
         return {}
     return {"blend_model_weight": round(blend.model_weight, 4),
             "blend_rate_weight": round(blend.rate_weight, 4)}
+
+
+def _trees_info(trees: TrainConfig, asked: TrainConfig) -> dict:
+    """The tree settings used, when the inputs changed them (``TrainConfig.suited_to``)."""
+    if trees is asked:
+        return {}
+    return {"trees": "case library", **{f"{k}_used": getattr(trees, k) for k in CASE_LIBRARY_TREES}}

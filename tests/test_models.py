@@ -107,3 +107,35 @@ def test_psi_is_small_for_the_same_distribution_and_large_for_a_shift():
     reference = rng.normal(size=5000)
     assert psi(reference, rng.normal(size=2000)) < 0.05
     assert psi(reference, rng.normal(1.5, 1, size=2000)) > 0.25
+
+
+def test_trees_without_telemetry_are_small_and_regularised_unless_switched_off():
+    from models.model import CASE_LIBRARY_TREES
+
+    config = TrainConfig()
+    assert config.suited_to(["inc_7d", "cpu__mean", "tier"]) is config  # a metric: as configured
+    small = config.suited_to(["inc_7d", "days_since_incident", "peer_cluster_inc_7d"])
+    assert (small.num_leaves, small.min_child_samples, small.lambda_l2) == (15, 100, 20.0)
+    tighter = TrainConfig(num_leaves=4, min_child_samples=300).suited_to(["inc_7d"])
+    assert (tighter.num_leaves, tighter.min_child_samples) == (4, 300)  # only ever tightened
+    off = TrainConfig(small_trees_without_telemetry=False)
+    assert off.suited_to(["inc_7d"]) is off
+    assert set(CASE_LIBRARY_TREES) <= set(TrainConfig.__dataclass_fields__)
+
+
+def test_a_model_without_metrics_grows_the_small_trees_and_says_so():
+    frame = synthetic().rename({"x": "inc_7d"})
+    model = FailureModel.fit(frame, ["inc_7d", "noise"], TrainConfig(min_failures=20))
+    assert model.info["trees"] == "case library" and model.info["num_leaves_used"] == 15
+    assert model.config == TrainConfig(min_failures=20)  # what was asked is what is stored
+    assert max(len(t["tree_structure"]) and _leaves(t["tree_structure"])
+               for t in model.booster.dump_model()["tree_info"]) <= 15
+    with_metric = FailureModel.fit(synthetic().rename({"x": "cpu__mean"}), ["cpu__mean", "noise"],
+                                   TrainConfig(min_failures=20))
+    assert "trees" not in with_metric.info
+
+
+def _leaves(node: dict) -> int:
+    if "leaf_value" in node:
+        return 1
+    return _leaves(node["left_child"]) + _leaves(node["right_child"])
