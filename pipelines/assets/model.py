@@ -40,14 +40,14 @@ class ModelConfig(dg.Config):
     experiment: str = Field(default="", description=(
         "a name for this experiment (tag 'experiment' in MLflow); empty with no other change: "
         "the production configuration"))
-    num_leaves: int | None = Field(default=None, ge=2, description="leaves per tree (default 15)")
+    num_leaves: int | None = Field(default=None, ge=2, description="leaves per tree (default 31)")
     learning_rate: float | None = Field(default=None, gt=0, le=1,
                                         description="boosting learning rate (default 0.05)")
     max_rounds: int | None = Field(default=None, ge=1,
                                    description="boosting rounds before early stopping (default 400)")
     min_child_samples: int | None = Field(default=None, ge=1,
-                                          description="rows a leaf needs at least (default 100)")
-    lambda_l2: float | None = Field(default=None, ge=0, description="L2 regularisation (default 20)")
+                                          description="rows a leaf needs at least (default 40)")
+    lambda_l2: float | None = Field(default=None, ge=0, description="L2 regularisation (default 5)")
     feature_fraction: float | None = Field(default=None, gt=0, le=1,
                                            description="share of features per tree (default 0.7)")
     quiet_per_failure: int | None = Field(default=None, ge=1, description=(
@@ -60,14 +60,17 @@ class ModelConfig(dg.Config):
         "the model search inside the training window on or off (default: the setting "
         "[model] search, off unless set)"))
     blend_recent_rate: bool | None = Field(default=None, description=(
-        "weigh the trees against the recent incident rate on the calibration period "
-        "(default true; false calibrates the trees' margin alone)"))
+        "weigh the trees against the recent incident rate on the calibration period when it "
+        "holds 400 failures (default true; false calibrates the trees' margin alone)"))
+    small_trees_without_telemetry: bool | None = Field(default=None, description=(
+        "without metric features, at most 15 leaves, 100 rows a leaf, L2 20 (default true)"))
 
     def train_settings(self) -> dict:
         return {k: getattr(self, k) for k in ("num_leaves", "learning_rate", "max_rounds",
                                               "min_child_samples", "lambda_l2",
                                               "feature_fraction", "quiet_per_failure",
-                                              "blend_recent_rate")}
+                                              "blend_recent_rate",
+                                              "small_trees_without_telemetry")}
 
     @property
     def changed(self) -> dict:
