@@ -85,7 +85,7 @@ def with_model(config: PolicyConfig, *, train: dict[str, Any] | None = None,
     unknown field or family is a usage error that names it."""
     from dataclasses import replace
 
-    from models.search import FAMILIES
+    from models.reasons import FAMILIES
 
     train = {k: v for k, v in (train or {}).items() if v is not None}
     unknown = set(train) - set(TrainConfig.__dataclass_fields__) - {"leave_out"}

@@ -604,6 +604,11 @@ CALENDAR_FEATURES = ("days_to_target", "days_since_previous", "target_after_long
                      "target_quarter_end")
 
 
+# The families ``family`` names, in its docstring's order: what a model may leave out.
+FAMILIES = ("metric", "incidents", "dependencies", "peers", "changes", "change actions",
+            "calendar", "inventory")
+
+
 def family(feature: str) -> str:
     """metric, incidents, dependencies, peers, changes, change actions, calendar or inventory."""
     if feature in CALENDAR_FEATURES:

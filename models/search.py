@@ -52,11 +52,9 @@ import polars as pl
 
 from models.gate import Comparison, GateConfig, compare_scorers
 from models.model import FailureModel, NotEnoughData, TrainConfig
+from models.reasons import FAMILIES as FAMILIES  # what a configuration may leave out
 
 BASE = "base"
-# The feature families ``models.reasons.family`` knows: what a configuration may leave out.
-FAMILIES = ("metric", "incidents", "dependencies", "peers", "changes", "change actions",
-            "calendar", "inventory")
 
 
 @dataclass(frozen=True)

@@ -328,14 +328,16 @@ def _print_metrics(table) -> None:
 
 
 def _backtest_policy(settings, args):
-    """The deployed policy, with the cadence and training window the command line asks for."""
+    """The deployed policy, with the cadence, training window and feature families left out
+    that the command line asks for."""
     from dataclasses import replace
 
-    from models.lifecycle import RetrainPolicy
+    from models.lifecycle import RetrainPolicy, with_model
 
     policy = settings.policy()
-    return RetrainPolicy(replace(policy.config, cadence=args.retrain or policy.config.cadence,
-                                 train_sessions=args.train_days or policy.config.train_sessions))
+    config = with_model(policy.config, leave_out=args.leave_out)
+    return RetrainPolicy(replace(config, cadence=args.retrain or config.cadence,
+                                 train_sessions=args.train_days or config.train_sessions))
 
 
 def _log_backtest(settings, args, result, policy) -> None:
@@ -541,6 +543,8 @@ def _range(args: argparse.Namespace, settings) -> tuple[dt.date, dt.date]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from models.reasons import FAMILIES
+
     parser = argparse.ArgumentParser(
         prog="failcast",
         description="Forecast tomorrow's IT incidents per system for the change advisory board.",
@@ -615,6 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="retraining cadence (default: [model] retrain_every, weekly)")
     p.add_argument("--train-days", type=_positive,
                    help="trading days of labels per training (default: [model] train_window_days, 500)")
+    p.add_argument("--leave-out", action="append", choices=FAMILIES, default=[], metavar="FAMILY",
+                   help="replay the policy with this feature family left out of every model it "
+                        "trains (an ablation; repeatable): " + ", ".join(map(repr, FAMILIES)))
     p.add_argument("--work", help="keep the backtest's warehouse in this directory (default: a temporary one)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log the backtest to MLflow")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -10,7 +10,7 @@ from polars.testing import assert_frame_equal
 from features.trading_time import TradingCalendar
 from models.backtest_run import backtest_source
 from models.lifecycle import PolicyConfig, RetrainPolicy
-from models.model import TrainConfig
+from models.model import FailureModel, TrainConfig
 from pipelines.cli import main
 
 CAL = TradingCalendar("XSHG", "Asia/Shanghai")
@@ -65,6 +65,42 @@ def test_backtest_command_on_any_source(small_estate, tmp_path, capsys):
     assert scores["risk"].is_between(0, 1).all()
     assert "failcast model" in capsys.readouterr().out
     assert (tmp_path / "scores_metrics.csv").exists()
+
+
+def test_backtest_leave_out_keeps_a_feature_family_out_of_every_model_it_trains(
+        small_estate, tmp_path, monkeypatch):
+    trained = []  # (fit or refit, features offered, features used), as the policy trains
+
+    def watched(name):
+        real = getattr(FailureModel, name).__func__
+
+        def train(cls, frame, features, *args, **kwargs):
+            model = real(cls, frame, features, *args, **kwargs)
+            trained.append((name, list(features), model.features))
+            return model
+        monkeypatch.setattr(FailureModel, name, classmethod(train))
+
+    watched("fit")
+    watched("refit")
+    out = tmp_path / "scores.parquet"
+    assert main(["backtest", "--source", str(small_estate), "--home", str(tmp_path / "home"),
+                 "--start", "2025-07-01", "--end", "2025-07-04", "--out", str(out),
+                 "--train-days", "100", "--leave-out", "change actions", "--quiet",
+                 "--no-mlflow"]) == 0
+    assert {name for name, _, _ in trained} == {"fit", "refit"}  # the gated fit, the one that serves
+    for _, offered, used in trained:
+        assert any(f.startswith("act_") for f in offered)  # the estate has them ...
+        assert used and not any(f.startswith("act_") for f in used)  # ... no model uses them
+    assert pl.read_parquet(out)["risk"].is_between(0, 1).all()
+
+
+def test_backtest_names_the_families_it_can_leave_out(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["backtest", "--source", str(tmp_path), "--start", "2025-07-01",
+              "--end", "2025-07-04", "--out", str(tmp_path / "s.parquet"),
+              "--leave-out", "change action"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'change action'" in capsys.readouterr().err
 
 
 def test_backtest_rejects_an_unknown_output_format(small_estate, tmp_path, capsys):
