@@ -53,8 +53,8 @@ bench: $(STAMP)  ## benchmarks (minutes; writes under $(FAILCAST_HOME)/bench)
 
 # Not part of `bench`: the LANL backtest alone replays 88 weekly retrainings (about an hour on
 # 2 busy cores). ESTATES="short-history site-24-7" runs some; LABEL names the column.
-bench-quality: $(STAMP)  ## forecast quality: the deployed policy's backtest on every quality estate
-	$(BIN)/python -m benchmarks.quality $(if $(ESTATES),--estates $(ESTATES)) $(if $(LABEL),--label "$(LABEL)") --out $(FAILCAST_HOME)/bench/quality.md
+bench-quality: $(STAMP)  ## forecast quality: the deployed policy's backtest on every quality estate (ESTATES=, LABEL=; LEAVE_OUT=FAMILY: an ablation)
+	$(BIN)/python -m benchmarks.quality $(if $(ESTATES),--estates $(ESTATES)) $(if $(LEAVE_OUT),--leave-out "$(LEAVE_OUT)") $(if $(LABEL),--label "$(LABEL)") --out $(FAILCAST_HOME)/bench/quality.md
 
 clean-data:  ## remove generated data (demo estate, warehouse and lake, MLflow store, published files)
 	rm -rf data/demo data/warehouse.duckdb data/lake data/mlflow.db data/mlartifacts data/published data/dagster data/bench data/backtest data/training data/training_sets

@@ -14,10 +14,11 @@ Estates (generated once under ``$FAILCAST_HOME/bench/quality_<name>``, sized for
 - ``lanl``: the LANL HPC failure records (real, no telemetry), ``/work/shared/data/lanl`` or
   ``$FAILCAST_LANL``.
 
-``python -m benchmarks.quality [--estates NAME ...] [--out FILE] [--label TEXT]`` generates each
-estate once (``failcast generate``), runs ``failcast backtest`` on it in a process of its own
-(the deployed policy: weekly retraining, hold-out, gate, refit, fallback) and prints one markdown
-table: PR-AUC, ROC-AUC, Brier and recall at 5% of what served, their ratio to each baseline,
+``python -m benchmarks.quality [--estates NAME ...] [--leave-out FAMILY ...] [--out FILE]
+[--label TEXT]`` generates each estate once (``failcast generate``), runs ``failcast backtest`` on
+it in a process of its own (the deployed policy: weekly retraining, hold-out, gate, refit,
+fallback; with ``--leave-out``, every model it trains without those feature families: an
+ablation) and prints one markdown table: PR-AUC, ROC-AUC, Brier and recall at 5% of what served, their ratio to each baseline,
 the policy's actions, wall time, peak resident memory and the load average. Results are kept by
 label (default: the commit) in ``$FAILCAST_HOME/bench/quality_results.json``, so a "before" and
 an "after" run sit side by side.
@@ -80,6 +81,7 @@ class EstateResult:
     seconds: float
     peak_mb: int
     load: tuple[float, float]  # 1-minute load average at the start and at the end
+    leave_out: tuple[str, ...] = ()  # feature families the backtest's models did without
 
     def ratio(self, metric: str, baseline: str) -> float:
         return self.metrics[MODEL][metric] / self.metrics[baseline][metric]
@@ -123,8 +125,9 @@ def generated_source(name: str) -> Path:
     return out
 
 
-def backtest(name: str) -> EstateResult:
-    """The deployed policy's backtest of one estate, in a process of its own."""
+def backtest(name: str, leave_out: tuple[str, ...] = ()) -> EstateResult:
+    """The deployed policy's backtest of one estate, in a process of its own, its models
+    trained without the feature families ``leave_out``."""
     if name == "lanl":
         source, (start, end) = Path(LANL_SOURCE), LANL_RANGE
         if not source.exists():
@@ -137,16 +140,24 @@ def backtest(name: str) -> EstateResult:
     scores = folder / "scores.parquet"
     load_before = os.getloadavg()[0]
     print(f"{name}: backtest {start}..{end} (log {folder / 'backtest.log'})", flush=True)
-    seconds, peak = _run([_failcast(), "backtest", "--source", str(source), "--start", str(start),
-                          "--end", str(end), "--out", str(scores), "--work", str(folder / "work"),
-                          "--no-mlflow", "--quiet"], folder / "backtest.log")
+    seconds, peak = _run([_failcast(), *backtest_arguments(source, start, end, folder, leave_out)],
+                         folder / "backtest.log")
     load_after = os.getloadavg()[0]
     shutil.rmtree(folder / "work", ignore_errors=True)  # the warehouse: gigabytes for LANL
-    return summarise(name, f"{start}..{end}", scores, seconds, peak, (load_before, load_after))
+    return summarise(name, f"{start}..{end}", scores, seconds, peak, (load_before, load_after),
+                     leave_out)
+
+
+def backtest_arguments(source: Path, start: dt.date, end: dt.date, folder: Path,
+                       leave_out: tuple[str, ...] = ()) -> list[str]:
+    """``failcast``'s arguments for one estate's backtest, scores and warehouse in ``folder``."""
+    return ["backtest", "--source", str(source), "--start", str(start), "--end", str(end),
+            "--out", str(folder / "scores.parquet"), "--work", str(folder / "work"),
+            "--no-mlflow", "--quiet", *(a for family in leave_out for a in ("--leave-out", family))]
 
 
 def summarise(name: str, span: str, scores_path: Path, seconds: float, peak_mb: int,
-              load: tuple[float, float]) -> EstateResult:
+              load: tuple[float, float], leave_out: tuple[str, ...] = ()) -> EstateResult:
     """Headline metrics and the policy's actions from a backtest's output files."""
     import polars as pl
 
@@ -160,7 +171,8 @@ def summarise(name: str, span: str, scores_path: Path, seconds: float, peak_mb: 
     actions = dict(steps.group_by("action").len().iter_rows())
     fallback = steps.filter(pl.col("scorer").str.starts_with("baseline:")).height
     return EstateResult(name, span, int(first["rows"]), int(first["failures"]), metrics,
-                        steps.height, actions, fallback, round(seconds, 1), peak_mb, load)
+                        steps.height, actions, fallback, round(seconds, 1), peak_mb, load,
+                        tuple(leave_out))
 
 
 def markdown(results: list[EstateResult], label: str) -> str:
@@ -221,12 +233,16 @@ def stored(labels: list[str]) -> dict[str, list[EstateResult]]:
     missing = [label for label in labels if label not in found]
     if missing:
         raise SystemExit(f"no stored results labelled {missing}; stored: {', '.join(found) or 'none'}")
-    return {label: [EstateResult(**{**r, "load": tuple(r["load"])}) for r in found[label].values()]
+    return {label: [EstateResult(**{**r, "load": tuple(r["load"]),
+                                    "leave_out": tuple(r.get("leave_out", ()))})
+                    for r in found[label].values()]
             for label in labels}
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
+
+    from models.reasons import FAMILIES
 
     names = [*ESTATES, "lanl"]
     parser = argparse.ArgumentParser(
@@ -234,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
         description="The deployed policy's backtest on every quality estate: one markdown table.")
     parser.add_argument("--estates", nargs="+", choices=names, default=names,
                         help="estates to run (default: all)")
+    parser.add_argument("--leave-out", action="append", choices=FAMILIES, default=[],
+                        metavar="FAMILY",
+                        help="an ablation: every estate's backtest trains its models without this "
+                             "feature family (repeatable; passed to failcast backtest): "
+                             + ", ".join(map(repr, FAMILIES)))
     parser.add_argument("--out", help="write the markdown table to this file too")
     parser.add_argument("--label", default=_commit(), help="the column's label (default: the commit)")
     parser.add_argument("--show", nargs="+", metavar="LABEL",
@@ -251,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = []
     for name in args.estates:
-        result = backtest(name)
+        result = backtest(name, tuple(args.leave_out))
         print(f"  {result.seconds:.0f} s, {result.peak_mb} MB, model PR-AUC "
               f"{result.metrics[MODEL]['pr_auc']:.4f}", flush=True)
         results.append(result)
@@ -261,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                             **{r.estate: asdict(r) for r in results}}
     saved.write_text(json.dumps(previous, indent=1))
     table = (f"Started {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores; "
-             f"load is the 1-minute load average at the start and end of each backtest.\n\n"
+             f"load is the 1-minute load average at the start and end of each backtest"
+             + (f"; feature families left out: {', '.join(args.leave_out)}"
+                if args.leave_out else "") + ".\n\n"
              + markdown(results, args.label))
     print("\n" + table)
     if args.out:

@@ -1,9 +1,24 @@
-"""The quality scenario's runner reads a real backtest's files into its one table."""
+"""The quality scenario's runner: a real backtest's files into its one table; ablations."""
+
+import datetime as dt
+import json
+from dataclasses import asdict
+from pathlib import Path
 
 import polars as pl
 
-from benchmarks.quality import BASELINES, MODEL, comparison, markdown, summarise
-from pipelines.cli import main
+import benchmarks.quality as quality
+from benchmarks.quality import (
+    BASELINES,
+    MODEL,
+    EstateResult,
+    backtest_arguments,
+    comparison,
+    markdown,
+    stored,
+    summarise,
+)
+from pipelines.cli import build_parser, main
 
 
 def test_the_table_reports_the_backtest_its_ratios_and_the_policy(small_estate, tmp_path):
@@ -27,3 +42,24 @@ def test_the_table_reports_the_backtest_its_ratios_and_the_policy(small_estate, 
     assert sum(line.startswith("| small | ") for line in table.splitlines()) == 3  # + baselines
     side_by_side = comparison({"before": [result], "after": [result]})
     assert f"| small | {model['pr_auc']:.4f} | {model['pr_auc']:.4f} |" in side_by_side
+
+
+def test_an_ablation_passes_its_families_to_every_backtest_and_is_stored_with_its_run(
+        tmp_path, monkeypatch):
+    span = (Path("estate"), dt.date(2026, 1, 5), dt.date(2026, 6, 30), tmp_path)
+    parse = build_parser().parse_args
+    assert parse(backtest_arguments(*span, ("change actions", "peers"))).leave_out == [
+        "change actions", "peers"]
+    assert parse(backtest_arguments(*span)).leave_out == []
+
+    metrics = {name: {"pr_auc": 0.2, "roc_auc": 0.8, "brier": 0.04, "recall_at_5pct": 0.3}
+               for name in (MODEL, *BASELINES)}
+    ablation = EstateResult("small", "2026-01-05..2026-06-30", 100, 5, metrics, 2,
+                            {"refresh": 2}, 0, 1.0, 1, (1.0, 1.0), ("change actions",))
+    before = {k: v for k, v in asdict(ablation).items() if k != "leave_out"}  # stored earlier
+    monkeypatch.setattr(quality, "HOME", tmp_path)
+    (tmp_path / "quality_results.json").write_text(json.dumps(
+        {"before": {"small": before}, "without change actions": {"small": asdict(ablation)}}))
+    runs = stored(["before", "without change actions"])
+    assert runs["before"][0].leave_out == ()
+    assert runs["without change actions"][0] == ablation
