@@ -21,7 +21,10 @@ fallback; with ``--leave-out``, every model it trains without those feature fami
 ablation) and prints one markdown table: PR-AUC, ROC-AUC, Brier and recall at 5% of what served, their ratio to each baseline,
 the policy's actions, wall time, peak resident memory and the load average. Results are kept by
 label (default: the commit) in ``$FAILCAST_HOME/bench/quality_results.json``, so a "before" and
-an "after" run sit side by side.
+an "after" run sit side by side; each estate's scores are kept too
+(``$FAILCAST_HOME/bench/quality_scores/<label>/<estate>.parquet``), so ``--show A B`` also
+compares the two on the same rows: the difference in PR-AUC and Brier with the gate's paired
+bootstrap interval (whole days resampled, ``models.gate.compare_scorers``) and its verdict.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -125,9 +129,9 @@ def generated_source(name: str) -> Path:
     return out
 
 
-def backtest(name: str, leave_out: tuple[str, ...] = ()) -> EstateResult:
+def backtest(name: str, leave_out: tuple[str, ...] = (), label: str | None = None) -> EstateResult:
     """The deployed policy's backtest of one estate, in a process of its own, its models
-    trained without the feature families ``leave_out``."""
+    trained without the feature families ``leave_out``; its scores kept under ``label``."""
     if name == "lanl":
         source, (start, end) = Path(LANL_SOURCE), LANL_RANGE
         if not source.exists():
@@ -144,8 +148,85 @@ def backtest(name: str, leave_out: tuple[str, ...] = ()) -> EstateResult:
                          folder / "backtest.log")
     load_after = os.getloadavg()[0]
     shutil.rmtree(folder / "work", ignore_errors=True)  # the warehouse: gigabytes for LANL
+    if label is not None:
+        keep_scores(scores, label, name)
     return summarise(name, f"{start}..{end}", scores, seconds, peak, (load_before, load_after),
                      leave_out)
+
+
+def kept_scores(label: str, estate: str) -> Path:
+    """Where a run's scores of one estate are kept (the label made a folder name)."""
+    return HOME / "quality_scores" / re.sub(r"[^\w.-]+", "_", label).strip("_") / f"{estate}.parquet"
+
+
+def keep_scores(scores_path: Path, label: str, estate: str) -> Path:
+    """The backtest's labelled rows, what served and the keys: what a paired comparison needs."""
+    import polars as pl
+
+    kept = kept_scores(label, estate)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    (pl.read_parquet(scores_path, columns=["system_id", "as_of", "risk", "label"])
+     .filter(pl.col("label").is_not_null()).write_parquet(kept))
+    return kept
+
+
+def paired(estate: str, reference: str, other: str):
+    """``other``'s served scores against ``reference``'s on the same (system, day) rows, as the
+    gate compares scorers (``models.gate.Comparison``), or None when either run's scores of
+    the estate were not kept."""
+    import polars as pl
+
+    from models.gate import GateConfig, compare_scorers
+
+    paths = kept_scores(reference, estate), kept_scores(other, estate)
+    if not all(path.exists() for path in paths):
+        return None
+    first, second = (pl.read_parquet(path) for path in paths)
+    rows = first.join(second.select("system_id", "as_of", other_risk="risk", other_label="label"),
+                      on=["system_id", "as_of"], how="inner")
+    if not (rows.height == first.height == second.height
+            and (rows["label"] == rows["other_label"]).all()):
+        raise SystemExit(f"{estate}: runs {reference!r} and {other!r} did not score the same "
+                         "rows with the same outcomes; they cannot be compared pairwise")
+    [found] = compare_scorers(rows["as_of"].to_numpy(), rows["label"].to_numpy(),
+                              {reference: rows["risk"].to_numpy(),
+                               other: rows["other_risk"].to_numpy()},
+                              [(other, reference)], GateConfig())
+    return found
+
+
+def estate_tables(runs: dict[str, list[EstateResult]]) -> str:
+    """One table per estate, the runs side by side (the first is the reference): PR-AUC, its
+    ratio to the recent incident rate, Brier's ratio to it and recall at 5%; below, each later
+    run against the first on the same rows, with the gate's paired interval and verdict."""
+    from models.gate import GateConfig
+
+    labels = list(runs)
+    by_label = {label: {r.estate: r for r in results} for label, results in runs.items()}
+    estates = list(dict.fromkeys(r.estate for results in runs.values() for r in results))
+    shown = (("PR-AUC", lambda r: f"{r.metrics[MODEL]['pr_auc']:.4f}"),
+             ("PR-AUC x recent rate", lambda r: f"{r.ratio('pr_auc', BASELINES[0]):.2f}"),
+             ("Brier / recent rate", lambda r: f"{r.ratio('brier', BASELINES[0]):.3f}"),
+             ("recall at 5%", lambda r: f"{r.metrics[MODEL]['recall_at_5pct']:.3f}"))
+    gate = GateConfig()
+    out = []
+    for estate in estates:
+        found = [by_label[label].get(estate) for label in labels]
+        rows = next(r for r in found if r)
+        out += [f"**{estate}** ({rows.range}, {rows.rows:,} rows, {rows.failures:,} failures)", "",
+                "| | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+        out += [f"| {name} | " + " | ".join(show(r) if r else "-" for r in found) + " |"
+                for name, show in shown]
+        out.append("")
+        for label in labels[1:]:
+            against = paired(estate, labels[0], label)
+            if against is not None:
+                out.append(f"- {against.sentence(gate.confidence, gate.min_improvement)}; Brier "
+                           f"{against.brier:.5f} vs {against.reference_brier:.5f} (difference "
+                           f"{against.brier - against.reference_brier:+.5f}, interval "
+                           f"{against.brier_low:+.5f}..{against.brier_high:+.5f})")
+        out.append("")
+    return "\n".join(out)
 
 
 def backtest_arguments(source: Path, start: dt.date, end: dt.date, folder: Path,
@@ -265,14 +346,14 @@ def main(argv: list[str] | None = None) -> int:
         runs = stored(args.show)
         table = "\n".join(markdown(results, label) for label, results in runs.items())
         if len(runs) > 1:
-            table += "\n" + comparison(runs)
+            table += "\n" + comparison(runs) + "\n" + estate_tables(runs)
         print(table)
         if args.out:
             Path(args.out).write_text(table)
         return 0
     results = []
     for name in args.estates:
-        result = backtest(name, tuple(args.leave_out))
+        result = backtest(name, tuple(args.leave_out), args.label)
         print(f"  {result.seconds:.0f} s, {result.peak_mb} MB, model PR-AUC "
               f"{result.metrics[MODEL]['pr_auc']:.4f}", flush=True)
         results.append(result)

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 import benchmarks.quality as quality
 from benchmarks.quality import (
@@ -14,20 +15,30 @@ from benchmarks.quality import (
     EstateResult,
     backtest_arguments,
     comparison,
+    estate_tables,
+    keep_scores,
     markdown,
+    paired,
     stored,
     summarise,
 )
 from pipelines.cli import build_parser, main
 
 
-def test_the_table_reports_the_backtest_its_ratios_and_the_policy(small_estate, tmp_path):
-    out = tmp_path / "scores.parquet"
-    assert main(["backtest", "--source", str(small_estate), "--home", str(tmp_path / "home"),
+@pytest.fixture(scope="module")
+def small_backtest(small_estate, tmp_path_factory) -> Path:
+    """A real backtest's scores (and its metrics file beside them)."""
+    out = tmp_path_factory.mktemp("quality") / "scores.parquet"
+    assert main(["backtest", "--source", str(small_estate), "--home", str(out.parent / "home"),
                  "--start", "2025-07-01", "--end", "2025-07-18", "--out", str(out),
                  "--train-days", "100", "--quiet", "--no-mlflow"]) == 0
+    return out
+
+
+def test_the_table_reports_the_backtest_its_ratios_and_the_policy(small_backtest):
+    out = small_backtest
     result = summarise("small", "2025-07-01..2025-07-18", out, 12.3, 456, (1.0, 2.0))
-    metrics = pl.read_csv(tmp_path / "scores_metrics.csv")
+    metrics = pl.read_csv(out.with_name("scores_metrics.csv"))
     model = metrics.filter(pl.col("scorer") == MODEL).row(0, named=True)
     recent = metrics.filter(pl.col("scorer") == BASELINES[0]).row(0, named=True)
     assert result.metrics[MODEL]["pr_auc"] == model["pr_auc"]
@@ -42,6 +53,27 @@ def test_the_table_reports_the_backtest_its_ratios_and_the_policy(small_estate, 
     assert sum(line.startswith("| small | ") for line in table.splitlines()) == 3  # + baselines
     side_by_side = comparison({"before": [result], "after": [result]})
     assert f"| small | {model['pr_auc']:.4f} | {model['pr_auc']:.4f} |" in side_by_side
+
+
+def test_two_runs_are_compared_on_the_same_rows_as_the_gate_compares(small_backtest, tmp_path,
+                                                                    monkeypatch):
+    out = small_backtest
+    monkeypatch.setattr(quality, "HOME", tmp_path / "bench")
+    result = summarise("small", "2025-07-01..2025-07-18", out, 1.0, 1, (1.0, 1.0))
+    keep_scores(out, "before", "small")
+    keep_scores(out, "the same again", "small")
+    inverted = tmp_path / "inverted.parquet"  # a scorer that ranks every failure last
+    pl.read_parquet(out).with_columns(risk=1 - pl.col("risk")).write_parquet(inverted)
+    keep_scores(inverted, "inverted: risk upside down", "small")
+
+    same = paired("small", "before", "the same again")
+    assert same.difference == 0 and not same.beats and not same.loses
+    worse = paired("small", "before", "inverted: risk upside down")
+    assert worse.loses and worse.high < 0
+    assert paired("small", "before", "never run") is None
+    tables = estate_tables({"before": [result], "the same again": [result]})
+    assert "does not beat (within noise) before" in tables
+    assert f"| PR-AUC | {result.metrics[MODEL]['pr_auc']:.4f} |" in tables
 
 
 def test_an_ablation_passes_its_families_to_every_backtest_and_is_stored_with_its_run(
