@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             Path(args.out).write_text(table)
         return 0
-    results = []
+    results, started = [], dt.datetime.now(dt.UTC)
     for name in args.estates:
         result = backtest(name, tuple(args.leave_out), args.label)
         print(f"  {result.seconds:.0f} s, {result.peak_mb} MB, model PR-AUC "
@@ -362,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     previous[args.label] = {**previous.get(args.label, {}),
                             **{r.estate: asdict(r) for r in results}}
     saved.write_text(json.dumps(previous, indent=1))
-    table = (f"Started {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores; "
+    table = (f"Started {started:%Y-%m-%d %H:%M} UTC, finished {dt.datetime.now(dt.UTC):%H:%M} UTC, "
+             f"on {os.cpu_count()} cores; "
              f"load is the 1-minute load average at the start and end of each backtest"
              + (f"; feature families left out: {', '.join(args.leave_out)}"
                 if args.leave_out else "") + ".\n\n"
