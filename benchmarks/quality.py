@@ -198,7 +198,8 @@ def paired(estate: str, reference: str, other: str):
 def estate_tables(runs: dict[str, list[EstateResult]]) -> str:
     """One table per estate, the runs side by side (the first is the reference): PR-AUC, its
     ratio to the recent incident rate, Brier's ratio to it and recall at 5%; below, each later
-    run against the first on the same rows, with the gate's paired interval and verdict."""
+    run against the first on the same rows: the differences with the gate's paired bootstrap
+    intervals, each higher or lower beyond noise (the interval excludes 0) or within it."""
     from models.gate import GateConfig
 
     labels = list(runs)
@@ -221,12 +222,19 @@ def estate_tables(runs: dict[str, list[EstateResult]]) -> str:
         for label in labels[1:]:
             against = paired(estate, labels[0], label)
             if against is not None:
-                out.append(f"- {against.sentence(gate.confidence, gate.min_improvement)}; Brier "
-                           f"{against.brier:.5f} vs {against.reference_brier:.5f} (difference "
-                           f"{against.brier - against.reference_brier:+.5f}, interval "
-                           f"{against.brier_low:+.5f}..{against.brier_high:+.5f})")
+                out.append(
+                    f"- {label} against {labels[0]}, same rows, {gate.confidence:.0%} intervals "
+                    f"of {gate.resamples} day resamples: PR-AUC {against.difference:+.4f} "
+                    f"({against.low:+.4f}..{against.high:+.4f}: "
+                    f"{_verdict(against.low, against.high)}), Brier "
+                    f"{against.brier - against.reference_brier:+.5f} ({against.brier_low:+.5f}.."
+                    f"{against.brier_high:+.5f}: {_verdict(against.brier_low, against.brier_high)})")
         out.append("")
     return "\n".join(out)
+
+
+def _verdict(low: float, high: float) -> str:
+    return "higher beyond noise" if low > 0 else "lower beyond noise" if high < 0 else "within noise"
 
 
 def backtest_arguments(source: Path, start: dt.date, end: dt.date, folder: Path,

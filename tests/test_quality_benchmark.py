@@ -70,9 +70,12 @@ def test_two_runs_are_compared_on_the_same_rows_as_the_gate_compares(small_backt
     assert same.difference == 0 and not same.beats and not same.loses
     worse = paired("small", "before", "inverted: risk upside down")
     assert worse.loses and worse.high < 0
+    tables = estate_tables({"before": [result], "inverted: risk upside down": [result]})
+    assert f"PR-AUC {worse.difference:+.4f} ({worse.low:+.4f}..{worse.high:+.4f}: lower beyond noise)" \
+        in tables
     assert paired("small", "before", "never run") is None
     tables = estate_tables({"before": [result], "the same again": [result]})
-    assert "does not beat (within noise) before" in tables
+    assert "PR-AUC +0.0000 (+0.0000..+0.0000: within noise)" in tables
     assert f"| PR-AUC | {result.metrics[MODEL]['pr_auc']:.4f} |" in tables
 
 
