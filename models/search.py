@@ -173,9 +173,11 @@ def inner_score(model: FailureModel, frame: pl.DataFrame) -> tuple[float | None,
 
 
 def beyond_noise(fitted: dict[str, FailureModel], frame: pl.DataFrame,
-                 gate: GateConfig = GateConfig()) -> dict[str, Comparison]:
+                 gate: GateConfig | None = None) -> dict[str, Comparison]:
     """Each configuration's inner PR-AUC against ``base``'s, with the gate's paired day
-    bootstrap: one ``Comparison`` per configuration other than ``base``."""
+    bootstrap (its default 90% level): one ``Comparison`` per configuration other than
+    ``base``."""
+    gate = gate or GateConfig()
     if BASE not in fitted or len(fitted) < 2:
         return {}
     rows = inner_rows(fitted[BASE], frame)
