@@ -118,7 +118,7 @@ def test_trees_without_telemetry_are_small_and_regularised_unless_switched_off()
     assert (small.num_leaves, small.min_child_samples, small.lambda_l2) == (15, 100, 20.0)
     tighter = TrainConfig(num_leaves=4, min_child_samples=300).suited_to(["inc_7d"])
     assert (tighter.num_leaves, tighter.min_child_samples) == (4, 300)  # only ever tightened
-    off = TrainConfig(small_trees_without_telemetry=False)
+    off = TrainConfig(case_library_mode=False)
     assert off.suited_to(["inc_7d"]) is off
     assert set(CASE_LIBRARY_TREES) <= set(TrainConfig.__dataclass_fields__)
 
@@ -139,3 +139,15 @@ def _leaves(node: dict) -> int:
     if "leaf_value" in node:
         return 1
     return _leaves(node["left_child"]) + _leaves(node["right_child"])
+
+
+def test_the_long_incident_memory_is_an_input_only_without_telemetry():
+    long_memory = ["inc_730d", "inc_decayed_30d", "days_since_2nd_incident"]
+    case_library = ["inc_7d", "days_since_incident", *long_memory]
+    assert TrainConfig().inputs(case_library) == case_library
+    with_metrics = TrainConfig().inputs([*case_library, "cpu__mean"])
+    assert with_metrics == ["inc_7d", "days_since_incident", "cpu__mean"]
+    assert TrainConfig(case_library_mode=False).inputs([*case_library, "cpu__mean"]) == \
+        [*case_library, "cpu__mean"]
+    # Leaving the metrics out makes the configuration a case-library one again.
+    assert TrainConfig(leave_out=("metric",)).inputs([*case_library, "cpu__mean"]) == case_library

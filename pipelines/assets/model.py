@@ -62,15 +62,17 @@ class ModelConfig(dg.Config):
     blend_recent_rate: bool | None = Field(default=None, description=(
         "weigh the trees against the recent incident rate on the calibration period when it "
         "holds 400 failures (default true; false calibrates the trees' margin alone)"))
-    small_trees_without_telemetry: bool | None = Field(default=None, description=(
-        "without metric features, at most 15 leaves, 100 rows a leaf, L2 20 (default true)"))
+    case_library_mode: bool | None = Field(default=None, description=(
+        "without metric features: at most 15 leaves, 100 rows a leaf, L2 20 and the long "
+        "incident memory; with them: neither (default true; false: all features, the trees "
+        "as set)"))
 
     def train_settings(self) -> dict:
         return {k: getattr(self, k) for k in ("num_leaves", "learning_rate", "max_rounds",
                                               "min_child_samples", "lambda_l2",
                                               "feature_fraction", "quiet_per_failure",
                                               "blend_recent_rate",
-                                              "small_trees_without_telemetry")}
+                                              "case_library_mode")}
 
     @property
     def changed(self) -> dict:
