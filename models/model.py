@@ -8,9 +8,9 @@
     newest 15%  -> probability calibration (all rows)
 
 so the calibration is fitted on a later period than the trees, and a published 0.2 means
-about one failure in five. On the calibration period the trees' margin is first weighed
-against the recent incident rate (``models.blend``): a model shrinks toward that rate as far as
-the newest days say it has nothing more to add.
+about one failure in five. When the calibration period holds enough failures, the trees'
+margin is first weighed there against the recent incident rate (``models.blend``): a model
+shrinks toward that rate as far as the newest days say it has nothing more to add.
 
 ``FailureModel.refit`` is how a configuration that passed the gate is brought up to date: the
 same configuration on the window that ends at the latest labelled day, with as many boosting
@@ -135,9 +135,9 @@ class TrainConfig:
 
 # Counts and rates of a case library carry a weak, smooth signal: on the LANL records (no
 # telemetry) trees of 15 leaves with at least 100 rows a leaf and L2 20 ranked failures better
-# than the 31 / 40 / 5 that suit metric statistics, which lost on every generated estate with
-# telemetry (docs/model.md, "Trees for an estate without telemetry"). Each setting only ever
-# tightens a configuration's own.
+# than the 31 / 40 / 5 that suit metric statistics; beside metrics they cost PR-AUC (short-history
+# 0.2218 -> 0.2015; docs/model.md, "Trees without telemetry, the blend and the long memory").
+# Each setting only ever tightens a configuration's own.
 # The long incident memory (features.case_features: two years, fading weights, the second- and
 # third-last incident) serves an estate without telemetry (LANL, monthly what-if: 1.180 -> 1.196
 # times the recent rate's PR-AUC); beside metric statistics it measured no gain and a worse
