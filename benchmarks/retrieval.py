@@ -21,9 +21,10 @@ import subprocess
 import types
 from collections import defaultdict
 
-from models.backtest import retraining_days
+from models.backtest import scoring_periods
 from models.dataset import feature_names, labelled_window, read_features, training_frame
 from models.explain import explain_day
+from models.lifecycle import PolicyConfig, RetrainPolicy
 from models.model import FailureModel
 from models.similar import similar_incidents
 from pipelines.settings import load_settings
@@ -50,12 +51,9 @@ def measure(settings, start: dt.date, end: dt.date, before: str | None, k: int =
     hits: dict[str, dict[str, list[int]]] = {"after": defaultdict(lambda: [0, 0])}
     if old:
         hits["before"] = defaultdict(lambda: [0, 0])
-    sessions = calendar.sessions(start, end)
-    points = retraining_days(sessions, "monthly")
+    monthly = RetrainPolicy(PolicyConfig(cadence="monthly"))
     with settings.warehouse().reader() as con:
-        for index, day in enumerate(points):
-            until = points[index + 1] if index + 1 < len(points) else None
-            period = [d for d in sessions if d >= day and (until is None or d < until)]
+        for day, period in scoring_periods(monthly, calendar, calendar.sessions(start, end)):
             window = labelled_window(calendar, day, settings.train_window_days)
             train = training_frame(con, calendar, window, settings.max_severity, known_at=day)
             model = FailureModel.fit(train, feature_names(train))

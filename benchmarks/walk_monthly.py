@@ -3,8 +3,8 @@
 The deployed policy's backtest (``failcast backtest``) is the measurement that counts; on LANL it
 takes about an hour. This is the data scientist's quicker loop for trying a setting or leaving
 features out first: one ``FailureModel.fit`` per month on the 500 days before it (labels as known
-then), scored on that month, beside the ``recent_incident_rate`` baseline fitted on the same
-days. No hold-out, gate or refit, so its ratios run a little below the backtest's (LANL, the
+then, the backtest's monthly periods), scored on that month, beside the ``recent_incident_rate``
+baseline fitted on the same days. No hold-out, gate or refit, so its ratios run a little below the backtest's (LANL, the
 configuration before issue 12: 1.10x here, 1.15x in the backtest).
 
     python -m benchmarks.walk_monthly --source ../shared/data/lanl --warehouse WORK/warehouse.duckdb \\
@@ -27,21 +27,15 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 
 from features.labels import labels
 from features.warehouse import Warehouse
+from models.backtest import scoring_periods
 from models.baselines import RecentRate
-from models.dataset import feature_names, read_features
+from models.dataset import feature_names, labelled_window, read_features
+from models.lifecycle import PolicyConfig, RetrainPolicy
 from models.model import FailureModel, TrainConfig
 from pipelines.settings import load_settings
 
-TRAIN_DAYS = 500
-
-
-def months(first: dt.date, last: dt.date) -> list[tuple[dt.date, dt.date]]:
-    out, start = [], first
-    while start <= last:
-        following = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-        out.append((start, min(following - dt.timedelta(days=1), last)))
-        start = following
-    return out
+TRAIN_SESSIONS = 500  # as the deployed policy's training window
+MONTHLY = RetrainPolicy(PolicyConfig(cadence="monthly"))
 
 
 def labelled_rows(warehouse: Warehouse, calendar, first: dt.date, last: dt.date,
@@ -52,20 +46,21 @@ def labelled_rows(warehouse: Warehouse, calendar, first: dt.date, last: dt.date,
     return rows.join(known.select("system_id", "as_of", "label"), on=["system_id", "as_of"])
 
 
-def walk(rows: pl.DataFrame, features: list[str], config: TrainConfig, start: dt.date,
-         end: dt.date) -> pl.DataFrame:
-    """Scores of every month of ``start..end`` by a model fitted on the days before it."""
+def walk(rows: pl.DataFrame, features: list[str], config: TrainConfig, calendar,
+         start: dt.date, end: dt.date) -> pl.DataFrame:
+    """Scores of ``start..end``, each month's by a model fitted on the last retraining day
+    before it (the backtest's monthly periods), on the labels known that day."""
     scored = []
-    for first, last in months(start, end):
-        # The month's first as-of day knows the labels of the days before its previous one.
-        train = rows.filter(pl.col("as_of").is_between(first - dt.timedelta(days=TRAIN_DAYS + 1),
-                                                       first - dt.timedelta(days=2)))
-        month = rows.filter(pl.col("as_of").is_between(first, last))
+    for day, period in scoring_periods(MONTHLY, calendar, calendar.sessions(start, end)):
+        window = labelled_window(calendar, day, TRAIN_SESSIONS)
+        train = rows.filter(pl.col("as_of").is_between(window.first, window.last))
+        month = rows.filter(pl.col("as_of").is_in(period))
         model = FailureModel.fit(train, features, config)
         rate = RecentRate().fit(train)
         scored.append(month.select("as_of", "label").with_columns(
             risk=pl.Series(model.predict(month)), recent=pl.Series(rate.predict(month))))
-        print(f"  {first}: {model.info['best_iteration']} rounds", flush=True)
+        print(f"  {day}: {model.info['best_iteration']} rounds, scores {period[0]}..{period[-1]}",
+              flush=True)
     return pl.concat(scored)
 
 
@@ -105,11 +100,16 @@ def main() -> None:
     warehouse = Warehouse(args.warehouse, timezone=settings.calendar.timezone, threads=2,
                           memory_limit="2GB")
     started = time.perf_counter()
-    first = args.start - dt.timedelta(days=TRAIN_DAYS + 1)
-    rows = labelled_rows(warehouse, settings.calendar, first, args.end, settings.max_severity)
+    calendar = settings.calendar
+    sessions = calendar.sessions(args.start, args.end)
+    if not sessions:
+        raise SystemExit(f"no trading day between {args.start} and {args.end}")
+    first_retrain = MONTHLY.last_retraining_day_before(calendar, sessions[0])
+    first = labelled_window(calendar, first_retrain, TRAIN_SESSIONS).first
+    rows = labelled_rows(warehouse, calendar, first, args.end, settings.max_severity)
     features = [f for f in feature_names(rows) if not f.startswith(tuple(args.drop))]
     config = TrainConfig(**dict(args.set))
-    result = summary(walk(rows, features, config, args.start, args.end))
+    result = summary(walk(rows, features, config, calendar, args.start, args.end))
     model, recent = result["risk"], result["recent"]
     print(f"{args.label or 'model'}: PR-AUC {model['pr_auc']:.4f} (recent rate {recent['pr_auc']:.4f}, "
           f"x{result['ratio']:.3f}), ROC-AUC {model['roc_auc']:.3f}, Brier {model['brier']:.5f} "

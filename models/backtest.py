@@ -49,6 +49,18 @@ def retraining_points(policy: RetrainPolicy, calendar: TradingCalendar,
                      if d < sessions[-1])]
 
 
+def scoring_periods(policy: RetrainPolicy, calendar: TradingCalendar,
+                    sessions: list[dt.date]) -> list[tuple[dt.date, list[dt.date]]]:
+    """Each retraining day with the sessions its model scores: those after it, through the
+    next retraining day (the last: through the last session)."""
+    points = retraining_points(policy, calendar, sessions)
+    periods = []
+    for index, day in enumerate(points):
+        until = points[index + 1] if index + 1 < len(points) else sessions[-1]
+        periods.append((day, [d for d in sessions if day < d <= until]))
+    return periods
+
+
 def walk_forward(
     con: duckdb.DuckDBPyConnection,
     calendar: TradingCalendar,
@@ -68,12 +80,10 @@ def walk_forward(
     sessions = calendar.sessions(start, end)
     if not sessions:
         raise DataError(f"no trading day between {start} and {end}")
-    points = retraining_points(policy, calendar, sessions)
+    periods = scoring_periods(policy, calendar, sessions)
     registry = InMemoryRegistry(model_name)
     frames, steps = [], []
-    for index, day in enumerate(points):
-        until = points[index + 1] if index + 1 < len(points) else sessions[-1]
-        period = [d for d in sessions if day < d <= until]
+    for index, (day, period) in enumerate(periods):
         training = policy.build_training_set(con, calendar, day)
         outcome = policy.retrain(training, registry)
         rows = read_features(con, period[0], period[-1])
@@ -83,7 +93,7 @@ def walk_forward(
                     served.registered.version, rows.height, outcome.reason)
         steps.append(step)
         if on_step:
-            on_step(step, index + 1, len(points))
+            on_step(step, index + 1, len(periods))
         del training, outcome, rows  # before the next training set is read: one at a time
     return pl.concat(frames, how="diagonal_relaxed"), steps
 

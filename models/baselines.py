@@ -29,7 +29,7 @@ def _column(frame: pl.DataFrame, name: str) -> np.ndarray:
     return frame[name].fill_null(0).to_numpy().astype(float)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=float), 1e-9, 1 - 1e-9)
     return np.log(p / (1 - p))
 
@@ -77,9 +77,9 @@ class RecentRate(_Explained):
         incidents."""
         recent, days = _column(frame, "inc_90d"), _column(frame, "days_to_target")
         quiet, one = np.zeros_like(recent), np.ones_like(recent)
-        bias = _logit(self._risk(quiet, one))
-        window = _logit(self._risk(quiet, days))
-        whole = _logit(self._risk(recent, days))
+        bias = logit(self._risk(quiet, one))
+        window = logit(self._risk(quiet, days))
+        whole = logit(self._risk(recent, days))
         return np.column_stack([whole - window, window - bias, bias])
 
 
@@ -112,9 +112,9 @@ class OperatorRule(_Explained):
         among the rules that flagged it."""
         raised = np.column_stack([_column(frame, f) > 0 for f in self.features]).astype(float)
         count = raised.sum(axis=1, keepdims=True)
-        lift = _logit(np.array([self.flagged_rate]))[0] - _logit(np.array([self.quiet_rate]))[0]
+        lift = logit(np.array([self.flagged_rate]))[0] - logit(np.array([self.quiet_rate]))[0]
         shares = np.divide(raised * lift, count, out=np.zeros_like(raised), where=count > 0)
-        bias = np.full((frame.height, 1), _logit(np.array([self.quiet_rate]))[0])
+        bias = np.full((frame.height, 1), logit(np.array([self.quiet_rate]))[0])
         return np.hstack([shares, bias])
 
 

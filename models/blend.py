@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 from sklearn.linear_model import LogisticRegression
 
-from models.baselines import RecentRate, _logit
+from models.baselines import RecentRate, logit
 from models.calibration import ISOTONIC_MIN_POSITIVES
 
 # As many failures as the isotonic calibration asks before it trusts a fitted function.
@@ -43,7 +43,7 @@ class RecentRateBlend:
         """Weights from ``rows`` (the calibration period, its trees' ``margin`` and labels); the
         rate's estate-wide prior from ``history`` (the training window's unthinned rows)."""
         rate = RecentRate().fit(history)
-        inputs = np.column_stack([margin, _logit(rate.predict(rows))])
+        inputs = np.column_stack([margin, logit(rate.predict(rows))])
         # Mild L2 (C=1): two weights from thousands of rows; it only keeps a window with a handful
         # of failures from putting an extreme weight on either input.
         fitted = LogisticRegression(C=1.0, max_iter=1000).fit(inputs, rows["label"].to_numpy())
@@ -53,7 +53,7 @@ class RecentRateBlend:
     def __call__(self, margin: np.ndarray, frame: pl.DataFrame) -> np.ndarray:
         """The blended log-odds of each row."""
         return (self.model_weight * np.asarray(margin, dtype=float)
-                + self.rate_weight * _logit(self.rate.predict(frame)) + self.intercept)
+                + self.rate_weight * logit(self.rate.predict(frame)) + self.intercept)
 
     def contributions(self, tree_contributions: np.ndarray, frame: pl.DataFrame,
                       features: list[str]) -> np.ndarray:

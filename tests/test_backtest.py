@@ -115,3 +115,17 @@ def test_backtest_rejects_an_inverted_range(small_estate, tmp_path, capsys, days
     code = main(["backtest", "--source", str(small_estate), "--start", days[0], "--end", days[1],
                  "--out", str(tmp_path / "s.parquet")])
     assert code == 2
+
+
+@pytest.mark.parametrize("exchange", ["XSHG", "24/7"])
+def test_scoring_periods_score_every_session_once_by_the_model_retrained_before_it(exchange):
+    from models.backtest import scoring_periods
+
+    calendar = TradingCalendar(exchange=exchange, timezone="Asia/Shanghai")
+    sessions = calendar.sessions(dt.date(2025, 9, 15), dt.date(2025, 11, 20))
+    monthly = RetrainPolicy(PolicyConfig(cadence="monthly"))
+    periods = scoring_periods(monthly, calendar, sessions)
+    assert [d for _, period in periods for d in period] == sessions
+    assert all(day < period[0] and monthly.is_retraining_day(calendar, day)
+               for day, period in periods)
+    assert [day.month for day, _ in periods] == [8, 9, 10]  # Aug 29 (XSHG) / Aug 31 (24/7)

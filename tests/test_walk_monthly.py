@@ -1,18 +1,9 @@
-"""The what-if walk-forward's months and its comparison with the recent rate."""
-
-import datetime as dt
+"""The what-if walk-forward's settings and its comparison with the recent rate."""
 
 import polars as pl
 import pytest
 
-from benchmarks.walk_monthly import _setting, months, summary
-
-
-def test_months_cover_the_range_in_calendar_months():
-    assert months(dt.date(2004, 1, 15), dt.date(2004, 3, 3)) == [
-        (dt.date(2004, 1, 15), dt.date(2004, 1, 31)),
-        (dt.date(2004, 2, 1), dt.date(2004, 2, 29)),
-        (dt.date(2004, 3, 1), dt.date(2004, 3, 3))]
+from benchmarks.walk_monthly import _setting, summary
 
 
 def test_settings_are_typed_and_unknown_ones_named():
