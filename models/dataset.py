@@ -69,7 +69,9 @@ def training_frame(
     in SQL, before they reach memory (``TrainConfig.quiet_per_failure`` per failure); the later
     periods, for early stopping and calibration, are read whole. Column ``thinned`` marks the
     rows of the thinned period: rates estimated from data (baselines) must skip them. For a
-    ``refit`` (``FailureModel.refit``) the trees' period is the oldest 85%, not 70%.
+    ``refit`` (``FailureModel.refit``) the trees' period is the oldest 85%, not 70%. Bagged
+    trees (``TrainConfig.bags``) each draw their own quiet rows at fit time, so the tree period
+    keeps ``bags`` times as many.
     """
     config = config or TrainConfig()
     if not create_label_table(con, calendar, window.first, window.last, max_severity, known_at):
@@ -86,7 +88,8 @@ def training_frame(
         failures, quiet = con.execute(
             "SELECT count(*) FILTER (WHERE label), count(*) FILTER (WHERE NOT label) "
             "FROM window_labels WHERE as_of BETWEEN ? AND ?", list(tree_period)).fetchall()[0]
-        keep = min(1.0, max(failures, 1) * config.quiet_per_failure / max(quiet, 1))
+        keep = min(1.0, max(failures, 1) * config.quiet_per_failure * _bags(con, config)
+                   / max(quiet, 1))
     except NotEnoughData:
         tree_period = (days[0], days[-1])
     select = ", ".join(_selected(c, t, "f.") for c, t in _column_types(con).items())
@@ -100,6 +103,12 @@ def training_frame(
     thin = [tree_period[1], config.seed, int(keep * 1_000_000)]
     return _read_in_slices(con, days[0], days[-1],
                            lambda a, b: (sql, [tree_period[1], a, b, a, b, *thin]))
+
+
+def _bags(con: duckdb.DuckDBPyConnection, config: TrainConfig) -> int:
+    """The bags the configuration's trees will grow from this table's features."""
+    features = [c for c in _column_types(con) if c not in (*KEYS, "target_date")]
+    return config.suited_to(config.inputs(features)).bags
 
 
 FLOAT_MAX = 3.4028234663852886e38

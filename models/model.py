@@ -65,6 +65,7 @@ class TrainConfig:
     leave_out: tuple[str, ...] = ()  # feature families not used (``models.reasons.family`` names)
     blend_recent_rate: bool = True  # weigh the trees against the recent incident rate (models.blend)
     case_library_mode: bool = True  # inputs and trees suited to telemetry or its absence (suited_to)
+    bags: int = 1  # trees grown this many times (seeds seed, seed+1, ...), log-odds averaged
 
     def lightgbm_params(self) -> dict:
         return {
@@ -137,16 +138,20 @@ class TrainConfig:
 # telemetry) trees of 15 leaves with at least 100 rows a leaf and L2 20 ranked failures better
 # than the 31 / 40 / 5 that suit metric statistics; beside metrics they cost PR-AUC (short-history
 # 0.2218 -> 0.2015; docs/model.md, "Trees without telemetry, the blend and the long memory").
-# Each setting only ever tightens a configuration's own.
+# Such weak signal also makes one fit's ranking depend on its seed (LANL, monthly what-if:
+# PR-AUC 0.0163..0.0173 over five seeds), so the trees are grown several times and averaged
+# (``bags``; docs/model.md, "Bagged trees"). Each setting only ever tightens a configuration's own.
 # The long incident memory (features.case_features: two years, fading weights, the second- and
 # third-last incident) serves an estate without telemetry (LANL, monthly what-if: 1.180 -> 1.196
 # times the recent rate's PR-AUC); beside metric statistics it measured no gain and a worse
 # Brier on faint-precursors (docs/model.md), so a model with metric features leaves it out.
+CASE_LIBRARY_BAGS = 5
 LONG_MEMORY = ("inc_730d", "inc_decayed_", "days_since_2nd_incident", "days_since_3rd_incident")
 CASE_LIBRARY_TREES = {
     "num_leaves": lambda v: min(v, 15),
     "min_child_samples": lambda v: max(v, 100),
     "lambda_l2": lambda v: max(v, 20.0),
+    "bags": lambda v: max(v, CASE_LIBRARY_BAGS),
 }
 
 
@@ -220,19 +225,43 @@ def _unthinned(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(~pl.col("thinned")) if "thinned" in frame.columns else frame
 
 
-def _calibrated(booster: lgb.Booster, useful: list[str], calibrate: pl.DataFrame,
-                history: pl.DataFrame, config: TrainConfig,
-                ) -> tuple[RecentRateBlend | None, Calibrator]:
+def _calibrated(margin: np.ndarray, calibrate: pl.DataFrame, history: pl.DataFrame,
+                config: TrainConfig) -> tuple[RecentRateBlend | None, Calibrator]:
     """The blend with the recent rate (when configured) and the calibration, both fitted on
-    the ``calibrate`` rows, which the trees never saw."""
-    margin = booster.predict(matrix(calibrate, useful), raw_score=True,
-                             num_iteration=booster.best_iteration or None)
+    the ``calibrate`` rows (whose trees' ``margin`` is given), which the trees never saw."""
     labels = calibrate["label"].to_numpy()
     # Rows without the rate's inputs (a frame of hand-made features) have no rate to lean on.
     usable = (config.blend_recent_rate and set(RecentRate.features) <= set(calibrate.columns)
               and labels.sum() >= BLEND_MIN_FAILURES)
     blend = RecentRateBlend.fit(margin, calibrate, _unthinned(history)) if usable else None
     return blend, Calibrator.fit(blend(margin, calibrate) if blend else margin, labels)
+
+
+def _trees_margin(boosters: tuple[lgb.Booster, ...], X: np.ndarray, **how) -> np.ndarray:
+    """The bags' mean log-odds (or with ``pred_contrib``, their mean SHAP values: the mean of
+    additive explanations explains the mean)."""
+    total = None
+    for booster in boosters:
+        part = booster.predict(X, raw_score=True, num_iteration=booster.best_iteration or None,
+                               **how)
+        total = part if total is None else total + part
+    return total / len(boosters)
+
+
+def _grow(fit: pl.DataFrame, useful: list[str], trees: TrainConfig, rounds: int,
+          stop: pl.DataFrame | None = None) -> tuple[tuple[lgb.Booster, ...], dict]:
+    """``trees.bags`` boosters, each from its own seed: its own draw of the quiet rows (where
+    the tree period holds more than ``quiet_per_failure``) and LightGBM's row and feature
+    sampling. The first is the one a single fit would grow. Also returns the first bag's
+    facts for ``info`` (its tree rows, the engine)."""
+    boosters, facts = [], {}
+    for bag in range(trees.bags):
+        grown = replace(trees, seed=trees.seed + bag)
+        rows = thin_tree_rows(fit, grown.quiet_per_failure, grown.seed)
+        booster, engine = _boost(rows, useful, grown, rounds, stop)
+        boosters.append(booster)
+        facts = facts or {"tree_rows": rows.height, **engine}
+    return tuple(boosters), facts
 
 
 def _boost(fit: pl.DataFrame, useful: list[str], config: TrainConfig, rounds: int,
@@ -269,7 +298,7 @@ class FailureModel:
     info: dict = field(default_factory=dict)
     config: TrainConfig = field(default_factory=TrainConfig)
     blend: RecentRateBlend | None = None  # None: the trees' margin alone is calibrated
-
+    bags: tuple[lgb.Booster, ...] = ()  # the other bags' trees, averaged with ``booster``
     @property
     def inputs(self) -> list[str]:
         """Columns scoring reads: the trees' features, then the blend's rate inputs."""
@@ -280,6 +309,10 @@ class FailureModel:
     def trained_through(self) -> dt.date | None:
         """The latest as-of day whose label this model learned from (trees or calibration)."""
         return self.split.calibrate[1] if self.split else None
+
+    @property
+    def boosters(self) -> tuple[lgb.Booster, ...]:
+        return (self.booster, *self.bags)
 
     @property
     def rounds(self) -> int:
@@ -299,7 +332,7 @@ class FailureModel:
                 f"{failures} failures in the training window; a model needs {config.min_failures}")
         days = sorted(frame["as_of"].unique().to_list())
         split = TimeSplit.of(days, config.fit_share, config.stop_share)
-        fit = thin_tree_rows(_between(frame, split.fit), config.quiet_per_failure, config.seed)
+        fit = _between(frame, split.fit)
         stop, calibrate = _between(frame, split.stop), _between(frame, split.calibrate)
         if stop["label"].sum() == 0 or calibrate["label"].sum() == 0:
             # Few failures late in the window: stop and calibrate on the same later period
@@ -310,20 +343,20 @@ class FailureModel:
                 raise NotEnoughData("no failure after the tree period to calibrate on")
         useful = [c for c in config.inputs(features) if fit[c].null_count() < fit.height]
         trees = config.suited_to(useful)
-        booster, engine = _boost(fit, useful, trees, config.max_rounds, stop)
-        blend, calibrator = _calibrated(booster, useful, calibrate, frame, config)
+        boosters, engine = _grow(fit, useful, trees, config.max_rounds, stop)
+        blend, calibrator = _calibrated(_trees_margin(boosters, matrix(calibrate, useful)),
+                                        calibrate, frame, config)
         info = {
             "rows": frame.height,
             "failures": failures,
-            "tree_rows": fit.height,
-            "best_iteration": booster.best_iteration,
+            "best_iteration": boosters[0].best_iteration,
             "features_used": len(useful),
             "calibration": calibrator.method,
             **_trees_info(trees, config),
             **_blend_info(blend),
             **engine,
         }
-        return cls(booster, useful, calibrator, split, info, config, blend)
+        return cls(boosters[0], useful, calibrator, split, info, config, blend, boosters[1:])
 
     @classmethod
     def refit(cls, frame: pl.DataFrame, features: list[str], config: TrainConfig,
@@ -336,7 +369,7 @@ class FailureModel:
                 f"{failures} failures in the refit window; a model needs {config.min_failures}")
         days = sorted(frame["as_of"].unique().to_list())
         split = TimeSplit.for_refit(days, config.fit_share + config.stop_share)
-        fit = thin_tree_rows(_between(frame, split.fit), config.quiet_per_failure, config.seed)
+        fit = _between(frame, split.fit)
         calibrate = _between(frame, split.calibrate)
         if calibrate["label"].sum() == 0:
             raise NotEnoughData(
@@ -344,26 +377,25 @@ class FailureModel:
                 "to calibrate the refit on")
         useful = [c for c in config.inputs(features) if fit[c].null_count() < fit.height]
         trees = config.suited_to(useful)
-        booster, engine = _boost(fit, useful, trees, max(1, rounds))
-        blend, calibrator = _calibrated(booster, useful, calibrate, frame, config)
+        boosters, engine = _grow(fit, useful, trees, max(1, rounds))
+        blend, calibrator = _calibrated(_trees_margin(boosters, matrix(calibrate, useful)),
+                                        calibrate, frame, config)
         info = {
             "rows": frame.height,
             "failures": failures,
-            "tree_rows": fit.height,
-            "refit_rounds": booster.num_trees(),
+            "refit_rounds": boosters[0].num_trees(),
             "features_used": len(useful),
             "calibration": calibrator.method,
             **_trees_info(trees, config),
             **_blend_info(blend),
             **engine,
         }
-        return cls(booster, useful, calibrator, split, info, config, blend)
+        return cls(boosters[0], useful, calibrator, split, info, config, blend, boosters[1:])
 
     # ------------------------------------------------------------------ scoring
     def margin(self, frame: pl.DataFrame) -> np.ndarray:
         """Log-odds before calibration: the trees', blended with the recent rate's."""
-        trees = self.booster.predict(matrix(frame, self.features), raw_score=True,
-                                     num_iteration=self.booster.best_iteration or None)
+        trees = _trees_margin(self.boosters, matrix(frame, self.features))
         return self.blend(trees, frame) if self.blend else trees
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
@@ -371,17 +403,17 @@ class FailureModel:
         return self.calibrator(self.margin(frame))
 
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
-        """LightGBM's own SHAP values: (rows, features + 1); the last column is the bias. With a
+        """LightGBM's own SHAP values: (rows, features + 1); the last column is the bias (the
+        bags' mean). With a
         blend, the trees' values scaled by their weight and the rate's log-odds added to its
         inputs, so each row still sums to its ``margin``."""
-        trees = self.booster.predict(matrix(frame, self.features), pred_contrib=True,
-                                     num_iteration=self.booster.best_iteration or None)
+        trees = _trees_margin(self.boosters, matrix(frame, self.features), pred_contrib=True)
         return self.blend.contributions(trees, frame, self.features) if self.blend else trees
 
     def importance(self) -> pl.DataFrame:
         return pl.DataFrame({
             "feature": self.features,
-            "gain": self.booster.feature_importance("gain").astype(float),
+            "gain": sum(b.feature_importance("gain").astype(float) for b in self.boosters),
         }).sort("gain", descending=True)
 
 

@@ -2,7 +2,7 @@
 
 A served scorer is a calibrated ``FailureModel`` or, until a model passes the gate, a fitted
 baseline. Either one is stored as a folder of plain files (the LightGBM booster as text, the
-calibration and the feature list as JSON; a baseline's rates as JSON), and MLflow registers it
+calibration and the feature list as JSON, one more booster file a bag; a baseline's rates as JSON), and MLflow registers it
 as a pyfunc model over that folder (``WholeModel``), so
 
     mlflow.pyfunc.load_model("models:/<name>@champion").predict(rows)
@@ -28,6 +28,7 @@ from models.calibration import Calibrator
 from models.model import FailureModel, TimeSplit, TrainConfig
 
 BOOSTER, CALIBRATION, DESCRIPTION = "booster.txt", "calibration.json", "model.json"
+BAG = "booster_bag{number}.txt"  # the other bags' trees (TrainConfig.bags), beside BOOSTER
 MODEL_KIND, BASELINE_KIND = "lightgbm", "baseline"
 
 
@@ -36,6 +37,8 @@ def save_scorer(scorer: Any, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if isinstance(scorer, FailureModel):
         scorer.booster.save_model(str(folder / BOOSTER))  # the rounds in use, no more
+        for number, bag in enumerate(scorer.bags, start=1):
+            bag.save_model(str(folder / BAG.format(number=number)))
         (folder / CALIBRATION).write_text(json.dumps(scorer.calibrator.to_dict()))
         description = {
             "kind": MODEL_KIND,
@@ -44,6 +47,7 @@ def save_scorer(scorer: Any, folder: Path) -> Path:
             "split": scorer.split.to_dict() if scorer.split else None,
             "config": scorer.config.to_dict(),
             "blend": scorer.blend.to_dict() if scorer.blend else None,
+            "bags": len(scorer.boosters),
         }
     else:
         description = scorer.to_dict()
@@ -59,11 +63,13 @@ def load_scorer(folder: Path) -> Any:
     if description["kind"] == BASELINE_KIND:
         return baseline_from_dict(description)
     booster = lgb.Booster(model_file=str(folder / BOOSTER))
+    bags = tuple(lgb.Booster(model_file=str(folder / BAG.format(number=number)))
+                 for number in range(1, description.get("bags", 1)))
     calibrator = Calibrator.from_dict(json.loads((folder / CALIBRATION).read_text()))
     return FailureModel(booster, description["features"], calibrator,
                         TimeSplit.from_dict(description.get("split")), description.get("info", {}),
                         TrainConfig.from_dict(description.get("config", {})),
-                        RecentRateBlend.from_dict(description.get("blend")))
+                        RecentRateBlend.from_dict(description.get("blend")), bags)
 
 
 def input_features(scorer: Any) -> list[str]:

@@ -115,7 +115,8 @@ def test_trees_without_telemetry_are_small_and_regularised_unless_switched_off()
     config = TrainConfig()
     assert config.suited_to(["inc_7d", "cpu__mean", "tier"]) is config  # a metric: as configured
     small = config.suited_to(["inc_7d", "days_since_incident", "peer_cluster_inc_7d"])
-    assert (small.num_leaves, small.min_child_samples, small.lambda_l2) == (15, 100, 20.0)
+    assert (small.num_leaves, small.min_child_samples, small.lambda_l2, small.bags) == \
+        (15, 100, 20.0, 5)
     tighter = TrainConfig(num_leaves=4, min_child_samples=300).suited_to(["inc_7d"])
     assert (tighter.num_leaves, tighter.min_child_samples) == (4, 300)  # only ever tightened
     off = TrainConfig(case_library_mode=False)
@@ -127,12 +128,13 @@ def test_a_model_without_metrics_grows_the_small_trees_and_says_so():
     frame = synthetic().rename({"x": "inc_7d"})
     model = FailureModel.fit(frame, ["inc_7d", "noise"], TrainConfig(min_failures=20))
     assert model.info["trees"] == "case library" and model.info["num_leaves_used"] == 15
+    assert model.info["bags_used"] == 5 and len(model.boosters) == 5
     assert model.config == TrainConfig(min_failures=20)  # what was asked is what is stored
     assert max(len(t["tree_structure"]) and _leaves(t["tree_structure"])
                for t in model.booster.dump_model()["tree_info"]) <= 15
     with_metric = FailureModel.fit(synthetic().rename({"x": "cpu__mean"}), ["cpu__mean", "noise"],
                                    TrainConfig(min_failures=20))
-    assert "trees" not in with_metric.info
+    assert "trees" not in with_metric.info and with_metric.bags == ()
 
 
 def _leaves(node: dict) -> int:

@@ -64,15 +64,18 @@ class ModelConfig(dg.Config):
         "holds 400 failures (default true; false calibrates the trees' margin alone)"))
     case_library_mode: bool | None = Field(default=None, description=(
         "without metric features: at most 15 leaves, 100 rows a leaf, L2 20 and the long "
-        "incident memory; with them: neither (default true; false: all features, the trees "
-        "as set)"))
+        "incident memory and 5 bags; with them: none of these (default true; false: all "
+        "features, the trees as set)"))
+    bags: int | None = Field(default=None, ge=1, le=20, description=(
+        "grow the trees this many times from consecutive seeds and average their log-odds "
+        "(default 1; at least 5 without metric features in case-library mode)"))
 
     def train_settings(self) -> dict:
         return {k: getattr(self, k) for k in ("num_leaves", "learning_rate", "max_rounds",
                                               "min_child_samples", "lambda_l2",
                                               "feature_fraction", "quiet_per_failure",
                                               "blend_recent_rate",
-                                              "case_library_mode")}
+                                              "case_library_mode", "bags")}
 
     @property
     def changed(self) -> dict:
