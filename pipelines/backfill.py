@@ -17,11 +17,14 @@ date. The Dagster UI's backfill of the same assets runs the same way: its runs h
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import multiprocessing
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -144,7 +147,9 @@ def _run_parallel(job, tasks: list[Task], workers: int, result: BackfillResult,
     running: dict[Future, int] = {}
     failure: BaseException | None = None
     context = multiprocessing.get_context("spawn")  # no forked DuckDB or Dagster state
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    others = set(multiprocessing.active_children())
+    with (ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool,
+          _terminate_as_interrupt()):
         try:
             while pending or running:
                 ready = [i for i, t in pending.items() if set(t.needs) <= done]
@@ -165,9 +170,31 @@ def _run_parallel(job, tasks: list[Task], workers: int, result: BackfillResult,
                     _done(result, tasks[index], run_id, seconds, len(tasks), on_run)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
+            # A worker would finish its run, and on a signal the parent's end would leave it
+            # running with nobody to report to: stop the pool's processes now.
+            for worker in set(multiprocessing.active_children()) - others:
+                worker.terminate()
             raise
     if failure is not None:
         raise failure
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's stop, ``kill``) reaches only this process, not its workers as
+    Ctrl-C does: raise it as an interrupt here, so the workers are stopped with it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _done(result: BackfillResult, task: Task, run_id: str, seconds: float, total: int,

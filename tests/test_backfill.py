@@ -4,9 +4,11 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import dagster as dg
 import polars as pl
@@ -183,3 +185,31 @@ def test_backfill_command_shows_progress_and_publishes_views(tiny_estate, tmp_pa
         assert cli.execute("SELECT count(DISTINCT as_of) FROM system_day_features").fetchall() == [(2,)]
     finally:
         cli.close()
+
+
+def test_a_terminated_backfill_takes_its_workers_with_it(tiny_estate, tmp_path):
+    """SIGTERM (a scheduler's stop) reaches the parent only: its workers must not go on."""
+    import psutil
+
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster")}
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "backfill", "--source", str(tiny_estate),
+         "--home", str(tmp_path / "home"), "--start", str(FIRST), "--end", str(LAST),
+         "--workers", "2"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        workers: list = []
+        while len(workers) < 2 and parent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            workers = [p for p in psutil.Process(parent.pid).children()
+                       if "resource_tracker" not in " ".join(p.cmdline())]
+        assert len(workers) >= 2, "the backfill never started its two workers"
+        time.sleep(2)  # into their first runs
+        parent.send_signal(signal.SIGTERM)
+        _, err = parent.communicate(timeout=60)
+        assert parent.returncode == 130 and "interrupted" in err
+        gone, alive = psutil.wait_procs(workers, timeout=30)
+        assert not alive, f"workers left running: {[p.pid for p in alive]}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
