@@ -33,6 +33,7 @@ from pipelines.partitions import PARTITIONS_PER_RUN
 from pipelines.settings import Settings, load_settings, settings_as_text
 
 JOB = "features_job"
+STOP_WAIT_S = 10  # a stopped worker's grace before SIGKILL
 BACKFILL_TAG = "failcast/backfill"
 SOURCE_ASSETS = ("trading_calendar", "systems", "incidents", "changes")
 METRIC_ASSETS = ("metrics", "metric_day_stats")
@@ -172,8 +173,13 @@ def _run_parallel(job, tasks: list[Task], workers: int, result: BackfillResult,
             pool.shutdown(wait=False, cancel_futures=True)
             # A worker would finish its run, and on a signal the parent's end would leave it
             # running with nobody to report to: stop the pool's processes now.
-            for worker in set(multiprocessing.active_children()) - others:
+            workers = set(multiprocessing.active_children()) - others
+            for worker in workers:
                 worker.terminate()
+            for worker in workers:  # a run may take a while to act on SIGTERM: then SIGKILL
+                worker.join(STOP_WAIT_S)
+                if worker.is_alive():
+                    worker.kill()
             raise
     if failure is not None:
         raise failure
