@@ -8,7 +8,8 @@
     newest 15%  -> probability calibration (all rows)
 
 so the calibration is fitted on a later period than the trees, and a published 0.2 means
-about one failure in five. When the calibration period holds enough failures, the trees'
+about one failure in five. With ``TrainConfig.bags`` above one (an estate without telemetry)
+the trees are grown that many times from consecutive seeds and their log-odds averaged. When the calibration period holds enough failures, the trees'
 margin is first weighed there against the recent incident rate (``models.blend``): a model
 shrinks toward that rate as far as the newest days say it has nothing more to add.
 
@@ -299,6 +300,7 @@ class FailureModel:
     config: TrainConfig = field(default_factory=TrainConfig)
     blend: RecentRateBlend | None = None  # None: the trees' margin alone is calibrated
     bags: tuple[lgb.Booster, ...] = ()  # the other bags' trees, averaged with ``booster``
+
     @property
     def inputs(self) -> list[str]:
         """Columns scoring reads: the trees' features, then the blend's rate inputs."""
@@ -403,10 +405,9 @@ class FailureModel:
         return self.calibrator(self.margin(frame))
 
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
-        """LightGBM's own SHAP values: (rows, features + 1); the last column is the bias (the
-        bags' mean). With a
-        blend, the trees' values scaled by their weight and the rate's log-odds added to its
-        inputs, so each row still sums to its ``margin``."""
+        """LightGBM's own SHAP values: (rows, features + 1); the last column is the bias. With
+        bags, their mean; with a blend, the trees' values scaled by their weight and the rate's
+        log-odds added to its inputs, so each row still sums to its ``margin``."""
         trees = _trees_margin(self.boosters, matrix(frame, self.features), pred_contrib=True)
         return self.blend.contributions(trees, frame, self.features) if self.blend else trees
 
