@@ -85,8 +85,10 @@ def test_a_champion_registered_before_models_were_whole_still_scores(store, tmp_
     and the feature list as JSON files of its run; such a champion keeps scoring."""
     import mlflow.lightgbm
 
+    from dataclasses import replace
+
     _, frame, dates, outcome = store
-    model = outcome.candidate
+    model = replace(outcome.candidate, bags=())  # that format held one booster
     old = ModelRegistry(f"sqlite:///{tmp_path / 'old.db'}", tmp_path.as_uri(), "m", timeout=10)
     mlflow.set_tracking_uri(old.tracking_uri)
     with mlflow.start_run(experiment_id=old.experiment_id()):
