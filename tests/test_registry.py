@@ -83,9 +83,9 @@ def test_a_challenger_and_a_fallback_are_registered_whole_too(store, tmp_path):
 def test_a_champion_registered_before_models_were_whole_still_scores(store, tmp_path):
     """failcast 0.1 registered the bare booster (MLflow's LightGBM flavour) with the calibration
     and the feature list as JSON files of its run; such a champion keeps scoring."""
-    import mlflow.lightgbm
-
     from dataclasses import replace
+
+    import mlflow.lightgbm
 
     _, frame, dates, outcome = store
     model = replace(outcome.candidate, bags=())  # that format held one booster
