@@ -364,7 +364,7 @@ class RetrainPolicy:
                               else (judged.champion_config, judged.champion_fit))
             try:
                 refit = FailureModel.refit(training.refit, feature_names(training.refit), serving,
-                                           gated.bag_rounds)
+                                           gated.rounds)
             except NotEnoughData as exc:
                 action = KEEP if incumbent is not None else FALL_BACK
                 reason += f"; the refit could not be made ({exc}): {action}"
@@ -467,7 +467,6 @@ def _model_tags(model: FailureModel, how: str) -> dict[str, str]:
         "trained_from": str(split.fit[0]) if split else "",
         "fit": how,
         "rounds": str(model.rounds),
-        **({"bag_rounds": ",".join(map(str, model.bag_rounds))} if model.bags else {}),
         "config": json.dumps(model.config.to_dict(), sort_keys=True),
         "calibration": model.calibrator.method,
         "features": str(len(model.features)),

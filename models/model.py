@@ -36,7 +36,6 @@ import numpy as np
 import polars as pl
 
 from features.errors import DataError
-from models.bagging import BagScales
 from models.baselines import RecentRate
 from models.blend import MIN_FAILURES as BLEND_MIN_FAILURES
 from models.blend import RecentRateBlend
@@ -239,42 +238,28 @@ def _calibrated(margin: np.ndarray, calibrate: pl.DataFrame, history: pl.DataFra
     return blend, Calibrator.fit(blend(margin, calibrate) if blend else margin, labels)
 
 
-def _trees_margin(boosters: tuple[lgb.Booster, ...], X: np.ndarray,
-                  scales: BagScales | None = None, **how) -> np.ndarray:
-    """The trees' log-odds (or with ``pred_contrib``, their SHAP values): one booster's own, or
-    the mean of the bags' put on one scale by ``scales`` (``models.bagging``)."""
-    parts = [b.predict(X, raw_score=True, num_iteration=b.best_iteration or None, **how)
-             for b in boosters]
-    if scales is None:
-        return sum(parts) / len(parts)
-    return scales.mean(parts, contributions="pred_contrib" in how)
+def _trees_margin(boosters: tuple[lgb.Booster, ...], X: np.ndarray, **how) -> np.ndarray:
+    """The bags' mean log-odds (or with ``pred_contrib``, their mean SHAP values: the mean of
+    additive explanations explains the mean)."""
+    total = None
+    for booster in boosters:
+        part = booster.predict(X, raw_score=True, num_iteration=booster.best_iteration or None,
+                               **how)
+        total = part if total is None else total + part
+    return total / len(boosters)
 
 
-def _scaled(boosters: tuple[lgb.Booster, ...], calibrate: pl.DataFrame,
-            useful: list[str]) -> tuple[BagScales | None, np.ndarray]:
-    """Each bag's scale, fitted on the calibration rows (None for a single booster), and the
-    trees' margin there."""
-    X = matrix(calibrate, useful)
-    if len(boosters) == 1:
-        return None, _trees_margin(boosters, X)
-    parts = [_trees_margin((b,), X) for b in boosters]
-    scales = BagScales.fit(parts, calibrate["label"].to_numpy())
-    return scales, scales.mean(parts)
-
-
-def _grow(fit: pl.DataFrame, useful: list[str], trees: TrainConfig, rounds: int | tuple[int, ...],
+def _grow(fit: pl.DataFrame, useful: list[str], trees: TrainConfig, rounds: int,
           stop: pl.DataFrame | None = None) -> tuple[tuple[lgb.Booster, ...], dict]:
     """``trees.bags`` boosters, each from its own seed: its own draw of the quiet rows (where
     the tree period holds more than ``quiet_per_failure``) and LightGBM's row and feature
-    sampling. The first is the one a single fit would grow. ``rounds``: at most that many (with
-    early stopping on ``stop``) or, a tuple, exactly as many as each bag of a gated fit kept.
-    Also returns the first bag's facts for ``info`` (its tree rows, the engine)."""
+    sampling. The first is the one a single fit would grow. Also returns the first bag's
+    facts for ``info`` (its tree rows, the engine)."""
     boosters, facts = [], {}
     for bag in range(trees.bags):
         grown = replace(trees, seed=trees.seed + bag)
         rows = thin_tree_rows(fit, grown.quiet_per_failure, grown.seed)
-        bag_rounds = rounds[bag % len(rounds)] if isinstance(rounds, tuple) else rounds
-        booster, engine = _boost(rows, useful, grown, bag_rounds, stop)
+        booster, engine = _boost(rows, useful, grown, rounds, stop)
         boosters.append(booster)
         facts = facts or {"tree_rows": rows.height, **engine}
     return tuple(boosters), facts
@@ -315,7 +300,6 @@ class FailureModel:
     config: TrainConfig = field(default_factory=TrainConfig)
     blend: RecentRateBlend | None = None  # None: the trees' margin alone is calibrated
     bags: tuple[lgb.Booster, ...] = ()  # the other bags' trees, averaged with ``booster``
-    scales: BagScales | None = None  # each bag's scale (``models.bagging``); None: one booster
 
     @property
     def inputs(self) -> list[str]:
@@ -334,14 +318,9 @@ class FailureModel:
 
     @property
     def rounds(self) -> int:
-        """Boosting rounds in use (the first bag's): early stopping's choice, or all of them."""
-        return self.bag_rounds[0]
-
-    @property
-    def bag_rounds(self) -> tuple[int, ...]:
-        """Each bag's rounds in use: early stopping stops each bag at its own."""
-        return tuple(b.best_iteration if b.best_iteration and b.best_iteration > 0
-                     else b.num_trees() for b in self.boosters)
+        """Boosting rounds in use: early stopping's choice, or all of them."""
+        best = self.booster.best_iteration
+        return best if best and best > 0 else self.booster.num_trees()
 
     # ------------------------------------------------------------------ training
     @classmethod
@@ -367,8 +346,8 @@ class FailureModel:
         useful = [c for c in config.inputs(features) if fit[c].null_count() < fit.height]
         trees = config.suited_to(useful)
         boosters, engine = _grow(fit, useful, trees, config.max_rounds, stop)
-        scales, margin = _scaled(boosters, calibrate, useful)
-        blend, calibrator = _calibrated(margin, calibrate, frame, config)
+        blend, calibrator = _calibrated(_trees_margin(boosters, matrix(calibrate, useful)),
+                                        calibrate, frame, config)
         info = {
             "rows": frame.height,
             "failures": failures,
@@ -379,16 +358,13 @@ class FailureModel:
             **_blend_info(blend),
             **engine,
         }
-        return cls(boosters[0], useful, calibrator, split, info, config, blend, boosters[1:],
-                   scales)
+        return cls(boosters[0], useful, calibrator, split, info, config, blend, boosters[1:])
 
     @classmethod
     def refit(cls, frame: pl.DataFrame, features: list[str], config: TrainConfig,
-              rounds: int | tuple[int, ...]) -> FailureModel:
+              rounds: int) -> FailureModel:
         """``config`` brought up to the newest day of ``frame``: ``rounds`` boosting rounds on
-        the oldest days (``fit_share + stop_share`` of them), calibration on the newest. With
-        bags, ``rounds`` is best the gated fit's ``bag_rounds``: each bag grows as many rounds
-        as early stopping chose for it."""
+        the oldest days (``fit_share + stop_share`` of them), calibration on the newest."""
         failures = int(frame["label"].sum())
         if failures < config.min_failures:
             raise NotEnoughData(
@@ -403,11 +379,9 @@ class FailureModel:
                 "to calibrate the refit on")
         useful = [c for c in config.inputs(features) if fit[c].null_count() < fit.height]
         trees = config.suited_to(useful)
-        per_bag = (tuple(max(1, r) for r in rounds) if isinstance(rounds, tuple)
-                   else max(1, rounds))
-        boosters, engine = _grow(fit, useful, trees, per_bag)
-        scales, margin = _scaled(boosters, calibrate, useful)
-        blend, calibrator = _calibrated(margin, calibrate, frame, config)
+        boosters, engine = _grow(fit, useful, trees, max(1, rounds))
+        blend, calibrator = _calibrated(_trees_margin(boosters, matrix(calibrate, useful)),
+                                        calibrate, frame, config)
         info = {
             "rows": frame.height,
             "failures": failures,
@@ -418,13 +392,12 @@ class FailureModel:
             **_blend_info(blend),
             **engine,
         }
-        return cls(boosters[0], useful, calibrator, split, info, config, blend, boosters[1:],
-                   scales)
+        return cls(boosters[0], useful, calibrator, split, info, config, blend, boosters[1:])
 
     # ------------------------------------------------------------------ scoring
     def margin(self, frame: pl.DataFrame) -> np.ndarray:
         """Log-odds before calibration: the trees', blended with the recent rate's."""
-        trees = _trees_margin(self.boosters, matrix(frame, self.features), self.scales)
+        trees = _trees_margin(self.boosters, matrix(frame, self.features))
         return self.blend(trees, frame) if self.blend else trees
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
@@ -435,8 +408,7 @@ class FailureModel:
         """LightGBM's own SHAP values: (rows, features + 1); the last column is the bias. With
         bags, their mean; with a blend, the trees' values scaled by their weight and the rate's
         log-odds added to its inputs, so each row still sums to its ``margin``."""
-        trees = _trees_margin(self.boosters, matrix(frame, self.features), self.scales,
-                              pred_contrib=True)
+        trees = _trees_margin(self.boosters, matrix(frame, self.features), pred_contrib=True)
         return self.blend.contributions(trees, frame, self.features) if self.blend else trees
 
     def importance(self) -> pl.DataFrame:

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from models.bagging import BagScales
 from models.baselines import baseline_from_dict
 from models.blend import RecentRateBlend
 from models.calibration import Calibrator
@@ -49,7 +48,6 @@ def save_scorer(scorer: Any, folder: Path) -> Path:
             "config": scorer.config.to_dict(),
             "blend": scorer.blend.to_dict() if scorer.blend else None,
             "bags": len(scorer.boosters),
-            "bag_scales": scorer.scales.to_dict() if scorer.scales else None,
         }
     else:
         description = scorer.to_dict()
@@ -71,8 +69,7 @@ def load_scorer(folder: Path) -> Any:
     return FailureModel(booster, description["features"], calibrator,
                         TimeSplit.from_dict(description.get("split")), description.get("info", {}),
                         TrainConfig.from_dict(description.get("config", {})),
-                        RecentRateBlend.from_dict(description.get("blend")), bags,
-                        BagScales.from_dict(description.get("bag_scales")))
+                        RecentRateBlend.from_dict(description.get("blend")), bags)
 
 
 def input_features(scorer: Any) -> list[str]:

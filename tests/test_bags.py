@@ -5,10 +5,8 @@ import datetime as dt
 import duckdb
 import numpy as np
 import polars as pl
-from sklearn.metrics import roc_auc_score
 
 from features.trading_time import TradingCalendar
-from models.bagging import BagScales
 from models.dataset import Window, training_frame
 from models.model import FailureModel, TrainConfig
 from models.served import BAG, load_scorer, save_scorer
@@ -37,17 +35,11 @@ def test_the_margin_is_the_bags_mean_and_the_explanations_still_add_up():
     # The first bag is the tree a single fit grows; the others differ by their seeds.
     np.testing.assert_array_equal(_raw(bagged.booster, frame), _raw(single.booster, frame))
     assert not np.allclose(_raw(bagged.bags[0], frame), _raw(bagged.booster, frame))
-    # Each bag's log-odds on its own scale (a slope and an intercept a bag), then their mean.
-    scales = bagged.scales
-    mean = np.mean([a * _raw(b, frame) + c for b, a, c in
-                    zip(bagged.boosters, scales.slopes, scales.intercepts, strict=True)], axis=0)
+    mean = np.mean([_raw(b, frame) for b in bagged.boosters], axis=0)
     np.testing.assert_allclose(bagged.margin(frame), mean, rtol=1e-6)
     np.testing.assert_allclose(bagged.contributions(frame).sum(axis=1), mean, rtol=1e-5, atol=1e-6)
-    assert single.scales is None
-    # The refit grows each bag as many rounds as early stopping kept for it.
-    refit = FailureModel.refit(frame, FEATURES, TrainConfig(bags=3), bagged.bag_rounds)
-    assert tuple(b.num_trees() for b in refit.boosters) == bagged.bag_rounds
-    assert refit.scales is not None
+    refit = FailureModel.refit(frame, FEATURES, TrainConfig(bags=3), bagged.rounds)
+    assert len(refit.boosters) == 3
 
 
 def test_bags_round_trip_through_the_stored_model(tmp_path):
@@ -124,22 +116,3 @@ def test_the_training_set_keeps_quiet_rows_for_every_bag():
     one = quiet_per_failure(TrainConfig(quiet_per_failure=4, case_library_mode=False))
     five = quiet_per_failure(TrainConfig(quiet_per_failure=4))
     assert 3 < one < 5 and 17 < five < 23
-
-
-def test_bags_on_different_scales_count_alike():
-    """Why bags are scaled before the mean: two bags that see the same signal with their own
-    noise, one with ten times the spread (a booster that kept many more rounds). The raw mean
-    is ruled by the wide bag; on one scale each counts alike and the mean ranks better."""
-    rng = np.random.default_rng(5)
-    signal = rng.normal(size=20_000)
-    label = rng.random(signal.size) < 1 / (1 + np.exp(3.0 - signal))
-    wide, narrow = 10 * (signal + rng.normal(size=signal.size)), signal + rng.normal(size=signal.size)
-    calibrate, score = slice(0, 10_000), slice(10_000, None)
-    scales = BagScales.fit([wide[calibrate], narrow[calibrate]], label[calibrate])
-    assert scales.slopes[0] < scales.slopes[1] / 5
-    scaled = scales.mean([wide[score], narrow[score]])
-    raw = (wide[score] + narrow[score]) / 2
-    assert roc_auc_score(label[score], scaled) > roc_auc_score(label[score], raw) + 0.01
-    # SHAP values (here: one feature and the bias) keep adding up to the scaled margin.
-    parts = [np.column_stack([m[score], np.zeros(scaled.size)]) for m in (wide, narrow)]
-    np.testing.assert_allclose(scales.mean(parts, contributions=True).sum(axis=1), scaled)
