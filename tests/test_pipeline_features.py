@@ -4,6 +4,7 @@ import datetime as dt
 
 import pytest
 
+from pipelines.assets.ingest import CALENDAR_CHECK
 from pipelines.definitions import build_definitions
 from pipelines.runner import run_job
 from pipelines.settings import load_settings
@@ -29,6 +30,9 @@ def test_backfill_then_nightly_partition(settings):
     checks = {(c.asset_key.to_user_string(), c.check_name): c.passed
               for c in backfill.get_asset_check_evaluations()}
     assert checks[("system_day_features", "one_row_per_active_system")]
+    # The calendar's check warns, by the wall clock, a month before XSHG's recorded holidays end
+    # (2026-12-31); test_automation tests it on fixed dates.
+    checks.pop(("trading_calendar", CALENDAR_CHECK))
     assert all(checks.values())
     nightly = run_job(defs, "features_job", settings, dt.date(2025, 7, 31))
     assert nightly.success
