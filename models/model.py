@@ -8,10 +8,12 @@
     newest 15%  -> probability calibration (all rows)
 
 so the calibration is fitted on a later period than the trees, and a published 0.2 means
-about one failure in five. With ``TrainConfig.bags`` above one (an estate without telemetry)
-the trees are grown that many times from consecutive seeds and their log-odds averaged. When the calibration period holds enough failures, the trees'
+about one failure in five. When the calibration period holds enough failures, the trees'
 margin is first weighed there against the recent incident rate (``models.blend``): a model
-shrinks toward that rate as far as the newest days say it has nothing more to add.
+shrinks toward that rate as far as the newest days say it has nothing more to add. With
+``TrainConfig.bags`` above one (an estate without telemetry) the trees are grown that many times
+from consecutive seeds; each bag is blended and calibrated on its own and the published risk is
+the mean of the bags' probabilities (``FailureModel.predict``).
 
 ``FailureModel.refit`` is how a configuration that passed the gate is brought up to date: the
 same configuration on the window that ends at the latest labelled day, with as many boosting
@@ -226,27 +228,53 @@ def _unthinned(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(~pl.col("thinned")) if "thinned" in frame.columns else frame
 
 
-def _calibrated(margin: np.ndarray, calibrate: pl.DataFrame, history: pl.DataFrame,
-                config: TrainConfig) -> tuple[RecentRateBlend | None, Calibrator]:
-    """The blend with the recent rate (when configured) and the calibration, both fitted on
-    the ``calibrate`` rows (whose trees' ``margin`` is given), which the trees never saw."""
+@dataclass(frozen=True)
+class BagCalibration:
+    """One bag's own way from its trees' log-odds to a probability: its blend with the recent
+    rate (None: the margin alone) and its calibration, both fitted on the calibration period."""
+
+    blend: RecentRateBlend | None
+    calibrator: Calibrator
+
+    def to_dict(self) -> dict:
+        return {"blend": self.blend.to_dict() if self.blend else None,
+                "calibration": self.calibrator.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BagCalibration:
+        return cls(RecentRateBlend.from_dict(data.get("blend")),
+                   Calibrator.from_dict(data["calibration"]))
+
+
+def _calibrations(boosters: tuple[lgb.Booster, ...], features: list[str],
+                  calibrate: pl.DataFrame, history: pl.DataFrame,
+                  config: TrainConfig) -> list[BagCalibration]:
+    """Each bag's blend with the recent rate (when configured) and its calibration, fitted on
+    the ``calibrate`` rows, which the trees never saw.
+
+    Each bag on its own: bags stop early at very different rounds (LANL, one month: 4 to 164),
+    so their raw log-odds are on different scales and a plain mean follows the longest; the
+    mean of the bags' calibrated probabilities ranked better (LANL monthly what-if: PR-AUC
+    0.0177 against 0.0171; docs/model.md, "How the bags are combined")."""
     labels = calibrate["label"].to_numpy()
     # Rows without the rate's inputs (a frame of hand-made features) have no rate to lean on.
     usable = (config.blend_recent_rate and set(RecentRate.features) <= set(calibrate.columns)
               and labels.sum() >= BLEND_MIN_FAILURES)
-    blend = RecentRateBlend.fit(margin, calibrate, _unthinned(history)) if usable else None
-    return blend, Calibrator.fit(blend(margin, calibrate) if blend else margin, labels)
-
-
-def _trees_margin(boosters: tuple[lgb.Booster, ...], X: np.ndarray, **how) -> np.ndarray:
-    """The bags' mean log-odds (or with ``pred_contrib``, their mean SHAP values: the mean of
-    additive explanations explains the mean)."""
-    total = None
+    rate_history = _unthinned(history) if usable else None
+    X = matrix(calibrate, features)
+    out = []
     for booster in boosters:
-        part = booster.predict(X, raw_score=True, num_iteration=booster.best_iteration or None,
-                               **how)
-        total = part if total is None else total + part
-    return total / len(boosters)
+        margin = _trees_margin(booster, X)
+        blend = RecentRateBlend.fit(margin, calibrate, rate_history) if usable else None
+        out.append(BagCalibration(
+            blend, Calibrator.fit(blend(margin, calibrate) if blend else margin, labels)))
+    return out
+
+
+def _trees_margin(booster: lgb.Booster, X: np.ndarray, **how) -> np.ndarray:
+    """One booster's log-odds (or with ``pred_contrib``, its SHAP values and bias), at the
+    rounds early stopping kept."""
+    return booster.predict(X, raw_score=True, num_iteration=booster.best_iteration or None, **how)
 
 
 def _grow(fit: pl.DataFrame, useful: list[str], trees: TrainConfig, rounds: int,
@@ -299,7 +327,16 @@ class FailureModel:
     info: dict = field(default_factory=dict)
     config: TrainConfig = field(default_factory=TrainConfig)
     blend: RecentRateBlend | None = None  # None: the trees' margin alone is calibrated
-    bags: tuple[lgb.Booster, ...] = ()  # the other bags' trees, averaged with ``booster``
+    bags: tuple[lgb.Booster, ...] = ()  # the other bags' trees, beside ``booster``
+    # The other bags' own blend and calibration, in ``bags`` order. Empty with bags: a model
+    # stored before bags were calibrated one by one, whose bags' mean log-odds are blended and
+    # calibrated once by ``blend`` and ``calibrator``.
+    bag_calibrations: tuple[BagCalibration, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.bag_calibrations and len(self.bag_calibrations) != len(self.bags):
+            raise ValueError(f"{len(self.bags)} other bags but {len(self.bag_calibrations)} "
+                             "calibrations of their own")
 
     @property
     def inputs(self) -> list[str]:
@@ -346,19 +383,19 @@ class FailureModel:
         useful = [c for c in config.inputs(features) if fit[c].null_count() < fit.height]
         trees = config.suited_to(useful)
         boosters, engine = _grow(fit, useful, trees, config.max_rounds, stop)
-        blend, calibrator = _calibrated(_trees_margin(boosters, matrix(calibrate, useful)),
-                                        calibrate, frame, config)
+        first, *others = _calibrations(boosters, useful, calibrate, frame, config)
         info = {
             "rows": frame.height,
             "failures": failures,
             "best_iteration": boosters[0].best_iteration,
             "features_used": len(useful),
-            "calibration": calibrator.method,
+            "calibration": first.calibrator.method,
             **_trees_info(trees, config),
-            **_blend_info(blend),
+            **_blend_info(first.blend),
             **engine,
         }
-        return cls(boosters[0], useful, calibrator, split, info, config, blend, boosters[1:])
+        return cls(boosters[0], useful, first.calibrator, split, info, config, first.blend,
+                   boosters[1:], tuple(others))
 
     @classmethod
     def refit(cls, frame: pl.DataFrame, features: list[str], config: TrainConfig,
@@ -380,36 +417,66 @@ class FailureModel:
         useful = [c for c in config.inputs(features) if fit[c].null_count() < fit.height]
         trees = config.suited_to(useful)
         boosters, engine = _grow(fit, useful, trees, max(1, rounds))
-        blend, calibrator = _calibrated(_trees_margin(boosters, matrix(calibrate, useful)),
-                                        calibrate, frame, config)
+        first, *others = _calibrations(boosters, useful, calibrate, frame, config)
         info = {
             "rows": frame.height,
             "failures": failures,
             "refit_rounds": boosters[0].num_trees(),
             "features_used": len(useful),
-            "calibration": calibrator.method,
+            "calibration": first.calibrator.method,
             **_trees_info(trees, config),
-            **_blend_info(blend),
+            **_blend_info(first.blend),
             **engine,
         }
-        return cls(boosters[0], useful, calibrator, split, info, config, blend, boosters[1:])
+        return cls(boosters[0], useful, first.calibrator, split, info, config, first.blend,
+                   boosters[1:], tuple(others))
 
     # ------------------------------------------------------------------ scoring
+    @property
+    def calibrations(self) -> tuple[BagCalibration, ...]:
+        """Each bag's blend and calibration, ``booster``'s first; one for all the bags' mean
+        when the model calibrates their mean (see ``bag_calibrations``)."""
+        return (BagCalibration(self.blend, self.calibrator), *self.bag_calibrations)
+
+    def _members(self) -> list[tuple[tuple[lgb.Booster, ...], BagCalibration]]:
+        """(trees, their blend and calibration): one pair a bag, or all bags with one."""
+        if self.bag_calibrations or not self.bags:
+            return [((b,), c) for b, c in zip(self.boosters, self.calibrations, strict=True)]
+        return [(self.boosters, self.calibrations[0])]
+
+    def _margins(self, frame: pl.DataFrame) -> list[tuple[np.ndarray, Calibrator]]:
+        X = matrix(frame, self.features)
+        out = []
+        for boosters, calibration in self._members():
+            trees = np.mean([_trees_margin(b, X) for b in boosters], axis=0)
+            out.append((calibration.blend(trees, frame) if calibration.blend else trees,
+                        calibration.calibrator))
+        return out
+
     def margin(self, frame: pl.DataFrame) -> np.ndarray:
-        """Log-odds before calibration: the trees', blended with the recent rate's."""
-        trees = _trees_margin(self.boosters, matrix(frame, self.features))
-        return self.blend(trees, frame) if self.blend else trees
+        """Log-odds before calibration: the trees', blended with the recent rate's; with bags,
+        the mean of the bags' (what the reasons of ``contributions`` add up to)."""
+        return np.mean([margin for margin, _ in self._margins(frame)], axis=0)
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
-        """Calibrated probability of a failure in each row's label window."""
-        return self.calibrator(self.margin(frame))
+        """Calibrated probability of a failure in each row's label window; with bags, the
+        mean of the bags' calibrated probabilities."""
+        return np.mean([calibrator(margin) for margin, calibrator in self._margins(frame)],
+                       axis=0)
 
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
         """LightGBM's own SHAP values: (rows, features + 1); the last column is the bias. With
-        bags, their mean; with a blend, the trees' values scaled by their weight and the rate's
-        log-odds added to its inputs, so each row still sums to its ``margin``."""
-        trees = _trees_margin(self.boosters, matrix(frame, self.features), pred_contrib=True)
-        return self.blend.contributions(trees, frame, self.features) if self.blend else trees
+        a blend, the trees' values scaled by their weight and the rate's log-odds added to its
+        inputs; with bags, the mean of the bags'. Each row sums to its ``margin``; with more
+        than one bag, whose probabilities are calibrated one by one, that margin ranks the
+        systems of a day as the published risk does, closely but not exactly."""
+        X = matrix(frame, self.features)
+        out = []
+        for boosters, calibration in self._members():
+            trees = np.mean([_trees_margin(b, X, pred_contrib=True) for b in boosters], axis=0)
+            out.append(calibration.blend.contributions(trees, frame, self.features)
+                       if calibration.blend else trees)
+        return np.mean(out, axis=0)
 
     def importance(self) -> pl.DataFrame:
         return pl.DataFrame({

@@ -2,7 +2,8 @@
 
 A served scorer is a calibrated ``FailureModel`` or, until a model passes the gate, a fitted
 baseline. Either one is stored as a folder of plain files (the LightGBM booster as text, the
-calibration and the feature list as JSON, one more booster file a bag; a baseline's rates as JSON), and MLflow registers it
+calibration and the feature list as JSON, one more booster file a bag, whose own calibration
+is in ``model.json``; a baseline's rates as JSON), and MLflow registers it
 as a pyfunc model over that folder (``WholeModel``), so
 
     mlflow.pyfunc.load_model("models:/<name>@champion").predict(rows)
@@ -25,7 +26,7 @@ import polars as pl
 from models.baselines import baseline_from_dict
 from models.blend import RecentRateBlend
 from models.calibration import Calibrator
-from models.model import FailureModel, TimeSplit, TrainConfig
+from models.model import BagCalibration, FailureModel, TimeSplit, TrainConfig
 
 BOOSTER, CALIBRATION, DESCRIPTION = "booster.txt", "calibration.json", "model.json"
 BAG = "booster_bag{number}.txt"  # the other bags' trees (TrainConfig.bags), beside BOOSTER
@@ -48,6 +49,7 @@ def save_scorer(scorer: Any, folder: Path) -> Path:
             "config": scorer.config.to_dict(),
             "blend": scorer.blend.to_dict() if scorer.blend else None,
             "bags": len(scorer.boosters),
+            "bag_calibrations": [c.to_dict() for c in scorer.bag_calibrations],
         }
     else:
         description = scorer.to_dict()
@@ -66,10 +68,14 @@ def load_scorer(folder: Path) -> Any:
     bags = tuple(lgb.Booster(model_file=str(folder / BAG.format(number=number)))
                  for number in range(1, description.get("bags", 1)))
     calibrator = Calibrator.from_dict(json.loads((folder / CALIBRATION).read_text()))
+    # A model stored before bags were calibrated one by one has none: its bags' mean is.
+    bag_calibrations = tuple(BagCalibration.from_dict(c)
+                             for c in description.get("bag_calibrations", []))
     return FailureModel(booster, description["features"], calibrator,
                         TimeSplit.from_dict(description.get("split")), description.get("info", {}),
                         TrainConfig.from_dict(description.get("config", {})),
-                        RecentRateBlend.from_dict(description.get("blend")), bags)
+                        RecentRateBlend.from_dict(description.get("blend")), bags,
+                        bag_calibrations)
 
 
 def input_features(scorer: Any) -> list[str]:

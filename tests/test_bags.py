@@ -1,15 +1,18 @@
-"""Bagged trees (``TrainConfig.bags``): several fits from consecutive seeds, log-odds averaged."""
+"""Bagged trees (``TrainConfig.bags``): several fits from consecutive seeds, each calibrated on
+its own, their probabilities averaged."""
 
 import datetime as dt
+import json
 
 import duckdb
 import numpy as np
 import polars as pl
 
 from features.trading_time import TradingCalendar
+from models.calibration import Calibrator
 from models.dataset import Window, training_frame
 from models.model import FailureModel, TrainConfig
-from models.served import BAG, load_scorer, save_scorer
+from models.served import BAG, DESCRIPTION, load_scorer, save_scorer
 from tests.test_models import synthetic
 
 # A metric feature keeps the configuration as asked (no case-library trees), so ``bags`` is
@@ -42,13 +45,54 @@ def test_the_margin_is_the_bags_mean_and_the_explanations_still_add_up():
     assert len(refit.boosters) == 3
 
 
+def test_each_bag_is_calibrated_on_its_own_and_the_risk_is_their_mean():
+    frame = _frame()
+    bagged = FailureModel.fit(frame, FEATURES, TrainConfig(bags=3))
+    assert len(bagged.bag_calibrations) == 2 and len(bagged.calibrations) == 3
+    first, last = bagged.split.calibrate
+    rows = frame.filter(pl.col("as_of").is_between(first, last))
+    for booster, calibration in zip(bagged.boosters, bagged.calibrations, strict=True):
+        # each bag's calibration is the one its own margin on the calibration period gives
+        own = Calibrator.fit(_raw(booster, rows), rows["label"].to_numpy())
+        assert calibration.calibrator == own
+    risks = [c.calibrator(_raw(b, frame))
+             for b, c in zip(bagged.boosters, bagged.calibrations, strict=True)]
+    np.testing.assert_allclose(bagged.predict(frame), np.mean(risks, axis=0), rtol=1e-12)
+    refit = FailureModel.refit(frame, FEATURES, TrainConfig(bags=3), bagged.rounds)
+    assert len(refit.bag_calibrations) == 2
+
+
+def test_a_single_bag_is_calibrated_as_before():
+    model = FailureModel.fit(_frame(), FEATURES, TrainConfig())
+    assert model.bag_calibrations == () and len(model.calibrations) == 1
+    frame = _frame(seed=5)
+    np.testing.assert_array_equal(model.predict(frame),
+                                  model.calibrator(_raw(model.booster, frame)))
+
+
+def test_a_model_stored_before_bags_were_calibrated_one_by_one_still_scores_as_it_did(tmp_path):
+    """A registered champion of the earlier format: its bags' mean log-odds, calibrated once."""
+    frame = _frame()
+    model = FailureModel.fit(frame, FEATURES, TrainConfig(bags=3))
+    folder = save_scorer(model, tmp_path / "model")
+    description = json.loads((folder / DESCRIPTION).read_text())
+    del description["bag_calibrations"]
+    (folder / DESCRIPTION).write_text(json.dumps(description))
+    old = load_scorer(folder)
+    assert old.bag_calibrations == () and len(old.boosters) == 3
+    mean = np.mean([_raw(b, frame) for b in model.boosters], axis=0)
+    np.testing.assert_allclose(old.margin(frame), mean, rtol=1e-6)
+    np.testing.assert_allclose(old.predict(frame), model.calibrator(mean), rtol=1e-9)
+    np.testing.assert_allclose(old.contributions(frame).sum(axis=1), mean, rtol=1e-5, atol=1e-6)
+
+
 def test_bags_round_trip_through_the_stored_model(tmp_path):
     frame = _frame()
     model = FailureModel.fit(frame, FEATURES, TrainConfig(bags=3))
     folder = save_scorer(model, tmp_path / "model")
     assert (folder / BAG.format(number=2)).exists() and not (folder / BAG.format(number=3)).exists()
     loaded = load_scorer(folder)
-    assert len(loaded.boosters) == 3
+    assert len(loaded.boosters) == 3 and loaded.bag_calibrations == model.bag_calibrations
     np.testing.assert_array_equal(loaded.predict(frame), model.predict(frame))
 
 

@@ -88,7 +88,7 @@ def test_a_champion_registered_before_models_were_whole_still_scores(store, tmp_
     import mlflow.lightgbm
 
     _, frame, dates, outcome = store
-    model = replace(outcome.candidate, bags=())  # that format held one booster
+    model = replace(outcome.candidate, bags=(), bag_calibrations=())  # that format held one booster
     old = ModelRegistry(f"sqlite:///{tmp_path / 'old.db'}", tmp_path.as_uri(), "m", timeout=10)
     mlflow.set_tracking_uri(old.tracking_uri)
     with mlflow.start_run(experiment_id=old.experiment_id()):
