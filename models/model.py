@@ -223,9 +223,14 @@ def thin_tree_rows(fit: pl.DataFrame, quiet_per_failure: int, seed: int) -> pl.D
     return fit.filter(pl.Series(draw) | pl.col("label"))
 
 
-def _unthinned(frame: pl.DataFrame) -> pl.DataFrame:
-    """The rows a rate can be estimated from: not those thinned for the trees."""
-    return frame.filter(~pl.col("thinned")) if "thinned" in frame.columns else frame
+def _rate_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows a rate can be estimated from (not those thinned for the trees), with only the
+    columns the recent rate reads: a copy of every feature column of them (most of LANL's
+    training frame) would be held beside the frame while the bags are calibrated."""
+    columns = ["label", *RecentRate.features]
+    if "thinned" not in frame.columns:
+        return frame.select(columns)
+    return frame.select(*columns, "thinned").filter(~pl.col("thinned")).drop("thinned")
 
 
 @dataclass(frozen=True)
@@ -260,7 +265,7 @@ def _calibrations(boosters: tuple[lgb.Booster, ...], features: list[str],
     # Rows without the rate's inputs (a frame of hand-made features) have no rate to lean on.
     usable = (config.blend_recent_rate and set(RecentRate.features) <= set(calibrate.columns)
               and labels.sum() >= BLEND_MIN_FAILURES)
-    rate_history = _unthinned(history) if usable else None
+    rate_history = _rate_rows(history) if usable else None
     X = matrix(calibrate, features)
     out = []
     for booster in boosters:
@@ -383,6 +388,7 @@ class FailureModel:
         useful = [c for c in config.inputs(features) if fit[c].null_count() < fit.height]
         trees = config.suited_to(useful)
         boosters, engine = _grow(fit, useful, trees, config.max_rounds, stop)
+        del fit  # the tree period's rows: not held while the bags are calibrated
         first, *others = _calibrations(boosters, useful, calibrate, frame, config)
         info = {
             "rows": frame.height,
@@ -417,6 +423,7 @@ class FailureModel:
         useful = [c for c in config.inputs(features) if fit[c].null_count() < fit.height]
         trees = config.suited_to(useful)
         boosters, engine = _grow(fit, useful, trees, max(1, rounds))
+        del fit  # the tree period's rows: not held while the bags are calibrated
         first, *others = _calibrations(boosters, useful, calibrate, frame, config)
         info = {
             "rows": frame.height,
