@@ -68,7 +68,7 @@ class TrainConfig:
     leave_out: tuple[str, ...] = ()  # feature families not used (``models.reasons.family`` names)
     blend_recent_rate: bool = True  # weigh the trees against the recent incident rate (models.blend)
     case_library_mode: bool = True  # inputs and trees suited to telemetry or its absence (suited_to)
-    bags: int = 1  # trees grown this many times (seeds seed, seed+1, ...), log-odds averaged
+    bags: int = 1  # trees grown this many times (seeds seed, seed+1, ...), each calibrated
 
     def lightgbm_params(self) -> dict:
         return {
@@ -260,7 +260,7 @@ def _calibrations(boosters: tuple[lgb.Booster, ...], features: list[str],
     Each bag on its own: bags stop early at very different rounds (LANL, one month: 4 to 164),
     so their raw log-odds are on different scales and a plain mean follows the longest; the
     mean of the bags' calibrated probabilities ranked better (LANL monthly what-if: PR-AUC
-    0.0177 against 0.0171; docs/model.md, "How the bags are combined")."""
+    0.0177 against 0.0171; docs/model.md, "Bagged trees (LANL, monthly what-if)")."""
     labels = calibrate["label"].to_numpy()
     # Rows without the rate's inputs (a frame of hand-made features) have no rate to lean on.
     usable = (config.blend_recent_rate and set(RecentRate.features) <= set(calibrate.columns)

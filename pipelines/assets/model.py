@@ -67,7 +67,8 @@ class ModelConfig(dg.Config):
         "incident memory and 5 bags; with them: none of these (default true; false: all "
         "features, the trees as set)"))
     bags: int | None = Field(default=None, ge=1, le=20, description=(
-        "grow the trees this many times from consecutive seeds and average their log-odds "
+        "grow the trees this many times from consecutive seeds, calibrate each on its own and "
+        "average their probabilities "
         "(default 1; at least 5 without metric features in case-library mode)"))
 
     def train_settings(self) -> dict:
