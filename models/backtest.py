@@ -23,6 +23,7 @@ from features.trading_time import TradingCalendar
 from models.baselines import fitted_baselines
 from models.dataset import read_features
 from models.evaluate import compare
+from models.freed_memory import give_back_freed_memory
 from models.lifecycle import RetrainOutcome, RetrainPolicy, whole_rows
 from models.memory_registry import InMemoryRegistry
 
@@ -95,6 +96,7 @@ def walk_forward(
         if on_step:
             on_step(step, index + 1, len(periods))
         del training, outcome, rows  # before the next training set is read: one at a time
+        give_back_freed_memory()
     return pl.concat(frames, how="diagonal_relaxed"), steps
 
 

@@ -39,6 +39,7 @@ from features.trading_time import TradingCalendar
 from models.baselines import fitted_baselines
 from models.dataset import Window, feature_names, labelled_window, read_features, training_frame
 from models.evaluate import compare, plots
+from models.freed_memory import give_back_freed_memory
 from models.gate import FALLBACK as FALL_BACK
 from models.gate import KEEP, PROMOTE, REFRESH, GateConfig, GateDecision, decide
 from models.model import FailureModel, NotEnoughData, TrainConfig
@@ -181,6 +182,7 @@ def build_training_set(con: duckdb.DuckDBPyConnection, calendar: TradingCalendar
     holdout = rows.join(known.select("system_id", "as_of", "label"), on=["system_id", "as_of"])
     refit = training_frame(con, calendar, refit_window, severity, known_at=as_of, config=candidate,
                            refit=True)
+    give_back_freed_memory()  # the reads' transient buffers, before the trees are grown
     return TrainingSet(as_of, train, holdout, refit, train_window, holdout_window, refit_window)
 
 

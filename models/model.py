@@ -42,6 +42,7 @@ from models.baselines import RecentRate
 from models.blend import MIN_FAILURES as BLEND_MIN_FAILURES
 from models.blend import RecentRateBlend
 from models.calibration import Calibrator
+from models.freed_memory import give_back_freed_memory
 
 
 class NotEnoughData(DataError):
@@ -295,6 +296,8 @@ def _grow(fit: pl.DataFrame, useful: list[str], trees: TrainConfig, rounds: int,
         booster, engine = _boost(rows, useful, grown, rounds, stop)
         boosters.append(booster)
         facts = facts or {"tree_rows": rows.height, **engine}
+        del rows
+        give_back_freed_memory()  # this bag's draw and matrix, before the next bag's
     return tuple(boosters), facts
 
 
