@@ -27,7 +27,8 @@ from pipelines.backfill import (
 from pipelines.cli import main
 from pipelines.settings import load_settings
 
-pytestmark = pytest.mark.xdist_group("backfill")  # one worker builds the module's backfills once
+# One worker builds the module's backfills once; the tests without them go to either worker.
+BACKFILLS = pytest.mark.xdist_group("backfill")
 
 FIRST, LAST = dt.date(2025, 6, 3), dt.date(2025, 6, 27)  # 19 sessions: runs of 5, 5, 5 and 4 days
 TABLES = {  # every table the backfill builds, and the columns that say when, not what
@@ -99,6 +100,7 @@ def backfills(tiny_estate, tmp_path_factory):
     os.environ["DAGSTER_HOME"] = ""
 
 
+@BACKFILLS
 def test_two_workers_build_the_same_tables_as_one(backfills):
     one, two, _, _ = backfills
     first, second = snapshot(one), snapshot(two)
@@ -109,6 +111,7 @@ def test_two_workers_build_the_same_tables_as_one(backfills):
     assert first["load_log"]["duplicates_dropped"].sum() == 1
 
 
+@BACKFILLS
 def test_a_backfill_runs_while_another_process_reads(backfills):
     _, _, _, reads = backfills
     assert reads["errors"] == []
@@ -116,6 +119,7 @@ def test_a_backfill_runs_while_another_process_reads(backfills):
     assert reads["days"] == sorted(reads["days"]) and reads["days"][-1] == 19  # days only appear
 
 
+@BACKFILLS
 def test_every_run_is_recorded_in_the_dagster_instance(backfills):
     _, _, result, _ = backfills
     with dg.DagsterInstance.get() as instance:

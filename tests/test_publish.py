@@ -18,6 +18,9 @@ from pipelines.runner import RunFailed, run_job
 from pipelines.settings import load_settings
 from tests.conftest import write_source
 
+# The published estate (module fixture ``published``, about a minute) is built by one worker.
+pytestmark = pytest.mark.xdist_group("published")
+
 D1, D2 = dt.date(2025, 8, 27), dt.date(2025, 8, 28)
 HOSTILE_SYSTEM = "O'Brien\"1"
 SCRIPT = "<script>alert(1)</script>"

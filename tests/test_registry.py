@@ -1,5 +1,7 @@
 """The MLflow registry: whole models, aliases resolved once, the runs a data scientist reads."""
 
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pytest
@@ -7,8 +9,11 @@ from mlflow.exceptions import MlflowException
 
 from models.lifecycle import CHALLENGER, CHAMPION, FALLBACK
 from models.model import TrainConfig
-from models.registry import EXPERIMENT_KIND, ModelRegistry
+from models.registry import EXPERIMENT_KIND, ModelRegistry, scoring_requirements
 from tests.test_lifecycle import GOOD, WEAK, policy, synthetic, training_set
+
+# The module's MLflow store with a registered retrain is built by one worker.
+pytestmark = pytest.mark.xdist_group("registry_store")
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +47,15 @@ def test_the_registered_model_is_the_whole_model(store):
     assert served.trained_through == dates[129]
     with pytest.raises(MlflowException, match="missing inputs"):
         loaded.predict(pandas.drop(columns=[served.scorer.features[0]]))
+
+
+def test_the_registered_model_names_what_it_needs_to_score(store):
+    """Pinned to the versions that trained it, not inferred by loading it in a subprocess."""
+    registry, *_ = store
+    path = mlflow.pyfunc.get_model_dependencies(f"models:/{registry.model_name}@{CHAMPION}")
+    needs = set(Path(path).read_text().split())
+    assert set(scoring_requirements()) <= needs
+    assert f"mlflow=={mlflow.__version__}" in needs
 
 
 def test_the_run_reads_like_a_model_training_run(store):
