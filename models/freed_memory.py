@@ -5,7 +5,7 @@ frees them when it is done. glibc's allocator keeps what was freed in its arenas
 the next retraining's buffers rarely fit the holes the last one left, so a long walk-forward
 grows: on the LANL records the DuckDB side of a walk-forward alone (training sets read and
 dropped, no trees) held 1.37-1.45 GB after each week's frames were deleted, and 0.58-0.66 GB once
-``malloc_trim`` had returned the free pages (docs/benchmarks.md, "Backtest memory").
+``malloc_trim`` had returned the free pages (docs/benchmarks.md, "LANL backtest memory").
 """
 
 from __future__ import annotations
