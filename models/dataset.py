@@ -8,7 +8,7 @@ previous session. Features are read from the warehouse table ``system_day_featur
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -75,34 +75,121 @@ def training_frame(
     """
     config = config or TrainConfig()
     if not create_label_table(con, calendar, window.first, window.last, max_severity, known_at):
-        return pl.DataFrame(schema={"system_id": pl.String, "as_of": pl.Date,
-                                    "target_date": pl.Date, "label": pl.Boolean,
-                                    "thinned": pl.Boolean})
+        return _no_rows(thinned=True)
+    (frame,) = _read_labelled(con, [_thinned(con, window, config, refit=refit)], config.seed)
+    return frame
+
+
+def training_set_frames(
+    con: duckdb.DuckDBPyConnection,
+    calendar: TradingCalendar,
+    train: Window,
+    holdout: Window,
+    refit: Window,
+    max_severity: int,
+    known_at: dt.date,
+    config: TrainConfig,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """A retrain's three frames from one read of the warehouse: ``training_frame`` of
+    ``train``, the ``holdout`` days whole (no ``thinned`` column) and ``training_frame`` of
+    ``refit`` with ``refit=True``, each with exactly those rows, values and order.
+
+    The windows overlap by most of their days: read one at a time, the refit's rows were read
+    and converted a second time (half the read of a firm-scale retrain)."""
+    first, last = min(train.first, refit.first), max(holdout.last, refit.last)
+    if not create_label_table(con, calendar, first, last, max_severity, known_at):
+        return _no_rows(thinned=True), _no_rows(thinned=False), _no_rows(thinned=True)
+    plans = [_thinned(con, train, config), _Rows(holdout),
+             _thinned(con, refit, config, refit=True)]
+    train_rows, holdout_rows, refit_rows = _read_labelled(con, plans, config.seed)
+    return train_rows, holdout_rows, refit_rows
+
+
+DRAWS = 1_000_000  # a quiet row's draw is its hash modulo this
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The labelled rows of ``window``; with ``thin_through``, its quiet rows up to that day
+    only where their draw is below ``keep`` (a share), and a ``thinned`` column."""
+
+    window: Window
+    thin_through: dt.date | None = None
+    keep: float = 1.0
+
+    @property
+    def threshold(self) -> int:
+        return int(self.keep * DRAWS)
+
+    def wanted(self, draw: pl.Expr) -> pl.Expr:
+        inside = pl.col("as_of").is_between(self.window.first, self.window.last)
+        if self.thin_through is None:
+            return inside
+        return inside & (pl.col("label") | (pl.col("as_of") > self.thin_through)
+                         | (draw < self.threshold))
+
+
+
+def _thinned(con: duckdb.DuckDBPyConnection, window: Window, config: TrainConfig, *,
+             refit: bool = False) -> _Rows:
+    """The rows of ``window`` (in ``window_labels``) with the trees' period thinned to
+    ``quiet_per_failure`` quiet rows per failure for every bag."""
     days = [r[0] for r in con.execute(
-        "SELECT DISTINCT as_of FROM window_labels ORDER BY as_of").fetchall()]
-    keep = 1.0
+        "SELECT DISTINCT as_of FROM window_labels WHERE as_of BETWEEN ? AND ? ORDER BY as_of",
+        [window.first, window.last]).fetchall()]
     try:
         split = (TimeSplit.for_refit(days, config.fit_share + config.stop_share) if refit
                  else TimeSplit.of(days, config.fit_share, config.stop_share))
-        tree_period = split.fit
-        failures, quiet = con.execute(
-            "SELECT count(*) FILTER (WHERE label), count(*) FILTER (WHERE NOT label) "
-            "FROM window_labels WHERE as_of BETWEEN ? AND ?", list(tree_period)).fetchall()[0]
-        keep = min(1.0, max(failures, 1) * config.quiet_per_failure * _bags(con, config)
-                   / max(quiet, 1))
     except NotEnoughData:
-        tree_period = (days[0], days[-1])
+        return _Rows(window, thin_through=window.last)
+    tree_period = split.fit
+    failures, quiet = con.execute(
+        "SELECT count(*) FILTER (WHERE label), count(*) FILTER (WHERE NOT label) "
+        "FROM window_labels WHERE as_of BETWEEN ? AND ?", list(tree_period)).fetchall()[0]
+    keep = min(1.0, max(failures, 1) * config.quiet_per_failure * _bags(con, config)
+               / max(quiet, 1))
+    return _Rows(window, thin_through=tree_period[1], keep=keep)
+
+
+def _read_labelled(con: duckdb.DuckDBPyConnection, plans: list[_Rows], seed: int
+                   ) -> list[pl.DataFrame]:
+    """Each plan's rows of ``system_day_features`` joined to ``window_labels``, from one read:
+    each slice holds the rows any plan wants (a row's draw, its hash with ``seed``, is the same
+    for every plan) and is split among them."""
+    first = min(p.window.first for p in plans)
+    last = max(p.window.last for p in plans)
+    wanted, params = [], []
+    for plan in plans:
+        if plan.thin_through is None:
+            wanted.append("l.as_of BETWEEN ? AND ?")
+            params += [plan.window.first, plan.window.last]
+        else:
+            wanted.append("(l.as_of BETWEEN ? AND ? AND (l.label OR l.as_of > ? OR draw < ?))")
+            params += [plan.window.first, plan.window.last, plan.thin_through, plan.threshold]
     select = ", ".join(_selected(c, t, "f.") for c, t in _column_types(con).items())
     sql = f"""
-        SELECT {select}, l.label, l.as_of <= ? AS thinned FROM {TABLE} f
+        SELECT {select}, l.label, hash(f.system_id, f.as_of, ?) % {DRAWS} AS draw
+        FROM {TABLE} f
         JOIN window_labels l ON l.system_id = f.system_id AND l.as_of = f.as_of
-        WHERE f.as_of BETWEEN ? AND ? AND l.as_of BETWEEN ? AND ?
-          AND (l.label OR l.as_of > ? OR hash(f.system_id, f.as_of, ?) % 1000000 < ?)
+        WHERE f.as_of BETWEEN ? AND ? AND l.as_of BETWEEN ? AND ? AND ({" OR ".join(wanted)})
         ORDER BY f.as_of, f.system_id
         """  # noqa: S608 - identifiers quoted; data in parameters
-    thin = [tree_period[1], config.seed, int(keep * 1_000_000)]
-    return _read_in_slices(con, days[0], days[-1],
-                           lambda a, b: (sql, [tree_period[1], a, b, a, b, *thin]))
+    parts: list[list[pl.DataFrame]] = [[] for _ in plans]
+    draw = pl.col("draw")
+    for rows in _slices(con, first, last, lambda a, b: (sql, [seed, a, b, a, b, *params])):
+        for plan, kept in zip(plans, parts, strict=True):
+            part = rows.filter(plan.wanted(draw)).drop("draw")
+            if plan.thin_through is not None:
+                part = part.with_columns(thinned=pl.col("as_of") <= plan.thin_through)
+            kept.append(part)
+        del rows
+    return [pl.concat(kept, rechunk=False) for kept in parts]
+
+
+def _no_rows(*, thinned: bool) -> pl.DataFrame:
+    return pl.DataFrame(schema={"system_id": pl.String, "as_of": pl.Date,
+                                "target_date": pl.Date, "label": pl.Boolean,
+                                **({"thinned": pl.Boolean} if thinned else {})})
 
 
 def _bags(con: duckdb.DuckDBPyConnection, config: TrainConfig) -> int:
@@ -145,13 +232,19 @@ def _read_in_slices(con: duckdb.DuckDBPyConnection, first: dt.date, last: dt.dat
     read whole, made float32 and appended in order: one slice of doubles at a time is in
     memory, never the whole window's (a LANL training set read in one query peaked at 2.4 GB
     for 0.5 GB of float32 rows). Each query orders its rows by as-of day, so the whole does."""
-    parts, start = [], first
+    return pl.concat(list(_slices(con, first, last, query)), rechunk=False)
+
+
+def _slices(con: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date,
+            query: Callable[[dt.date, dt.date], tuple[str, list]]) -> Iterator[pl.DataFrame]:
+    """``query(a, b)``'s rows, float32, for consecutive spans ``a..b`` of ``first..last``."""
+    start = first
     while True:
         end = min(last, start + dt.timedelta(days=SLICE_DAYS - 1))
         sql, params = query(start, end)
-        parts.append(_float32(con.sql(sql, params=params).pl()))
+        yield _float32(con.sql(sql, params=params).pl())
         if end >= last:
-            return pl.concat(parts, rechunk=False)
+            return
         start = end + dt.timedelta(days=1)
 
 

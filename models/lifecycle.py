@@ -34,10 +34,9 @@ import duckdb
 import polars as pl
 
 from features.errors import UsageError
-from features.labels import labels
 from features.trading_time import TradingCalendar
 from models.baselines import fitted_baselines
-from models.dataset import Window, feature_names, labelled_window, read_features, training_frame
+from models.dataset import Window, feature_names, labelled_window, training_set_frames
 from models.evaluate import compare, plots
 from models.freed_memory import give_back_freed_memory
 from models.gate import FALLBACK as FALL_BACK
@@ -176,12 +175,8 @@ def build_training_set(con: duckdb.DuckDBPyConnection, calendar: TradingCalendar
     holdout_window = Window(holdout_first, whole.last)
     refit_window = labelled_window(calendar, as_of, config.train_sessions)
     candidate, severity = config.candidate, config.max_severity
-    train = training_frame(con, calendar, train_window, severity, known_at=as_of, config=candidate)
-    rows = read_features(con, holdout_window.first, holdout_window.last)
-    known = labels(con, calendar, rows.select("system_id", "as_of"), severity, as_of)
-    holdout = rows.join(known.select("system_id", "as_of", "label"), on=["system_id", "as_of"])
-    refit = training_frame(con, calendar, refit_window, severity, known_at=as_of, config=candidate,
-                           refit=True)
+    train, holdout, refit = training_set_frames(con, calendar, train_window, holdout_window,
+                                                refit_window, severity, as_of, candidate)
     give_back_freed_memory()  # the reads' transient buffers, before the trees are grown
     return TrainingSet(as_of, train, holdout, refit, train_window, holdout_window, refit_window)
 

@@ -8,8 +8,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from features.labels import labels
+from features.trading_time import TradingCalendar
 from models import dataset
-from models.dataset import read_features
+from models.dataset import read_features, training_frame
+from models.lifecycle import PolicyConfig, build_training_set
+from models.model import TrainConfig
 
 
 @pytest.fixture
@@ -55,3 +59,61 @@ def test_named_columns_and_an_empty_range_keep_their_types(features_con):
     empty = read_features(features_con, dt.date(2024, 1, 1), dt.date(2024, 1, 2))
     assert empty.height == 0 and empty.schema == whole_read(features_con, dt.date(2025, 3, 3),
                                                             dt.date(2025, 3, 3)).schema
+
+
+def _labelled_warehouse() -> duckdb.DuckDBPyConnection:
+    """Two feature columns (a double with values beyond float32's range,
+    nulls and NaN, a count) for 150 systems over 120 sessions, and incidents on about one row
+    in thirty."""
+    calendar = TradingCalendar("24/7", "UTC")
+    rng = np.random.default_rng(11)
+    days = calendar.sessions(dt.date(2025, 1, 1), dt.date(2025, 12, 31))[:120]
+    keys = [(f"S{s:03d}", day) for day in days for s in range(150)]
+    x = rng.normal(size=len(keys)) * 1e3
+    x[::23], x[7], x[8], x[9] = np.nan, np.inf, 1e300, -1e39
+    con = duckdb.connect()
+    features = pl.DataFrame({  # noqa: F841 - read by the SQL below
+        "system_id": [k[0] for k in keys], "as_of": [k[1] for k in keys],
+        "target_date": [calendar.next_session(k[1]) for k in keys], "x": x,
+        "n": rng.poisson(2.0, len(keys))})
+    con.execute("CREATE TABLE system_day_features AS SELECT * FROM features")
+    failed = [k for k in keys if rng.random() < 0.03]
+    incidents = pl.DataFrame({  # noqa: F841
+        "incident_id": [f"I{i}" for i in range(len(failed))],
+        "system_id": [k[0] for k in failed], "severity": [2] * len(failed),
+        "opened_at": [dt.datetime.combine(calendar.next_session(k[1]), dt.time(3))
+                      for k in failed]})
+    con.execute("CREATE TABLE incidents AS SELECT * FROM incidents")
+    return con
+
+
+def test_a_retrains_frames_from_one_read_are_those_of_three(monkeypatch):
+    """build_training_set reads the warehouse once for the training, hold-out and refit
+    frames; each must be exactly what reading its own window gives: the same rows (the same
+    quiet rows drawn for the trees), values, columns and order."""
+    calendar = TradingCalendar("24/7", "UTC")
+    con = _labelled_warehouse()
+    monkeypatch.setattr(dataset, "SLICE_DAYS", 7)  # many slices, some across window edges
+    as_of = calendar.sessions(dt.date(2025, 1, 1), dt.date(2025, 12, 31))[110]
+    candidate = TrainConfig(quiet_per_failure=4, case_library_mode=False)
+    config = PolicyConfig(train_sessions=80, holdout_sessions=15, candidate=candidate)
+    spans = []
+    slices = dataset._slices
+    monkeypatch.setattr(dataset, "_slices", lambda c, a, b, q: spans.append((a, b)) or slices(c, a, b, q))
+
+    got = build_training_set(con, calendar, as_of, config)
+
+    read = [day for a, b in spans for day in calendar.sessions(a, b)]
+    assert len(read) == len(set(read)) == 95  # every day of the three windows, once
+    spans.clear()
+    train = training_frame(con, calendar, got.train_window, 4, as_of, candidate)
+    rows = read_features(con, got.holdout_window.first, got.holdout_window.last)
+    known = labels(con, calendar, rows.select("system_id", "as_of"), 4, as_of)
+    holdout = rows.join(known.select("system_id", "as_of", "label"), on=["system_id", "as_of"],
+                        maintain_order="left")
+    refit = training_frame(con, calendar, got.refit_window, 4, as_of, candidate, refit=True)
+    assert train["thinned"].any() and 0 < train.height < 95 * 150  # the draw did thin
+    assert_frame_equal(got.train, train)
+    assert_frame_equal(got.holdout, holdout)
+    assert_frame_equal(got.refit, refit)
+    assert got.refit.filter("thinned").height != got.train.filter("thinned").height
