@@ -198,9 +198,6 @@ def _bags(con: duckdb.DuckDBPyConnection, config: TrainConfig) -> int:
     return config.suited_to(config.inputs(features)).bags
 
 
-FLOAT_MAX = 3.4028234663852886e38
-
-
 def _column_types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return dict(con.execute(
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
@@ -213,14 +210,15 @@ def _selected(column: str, data_type: str, prefix: str = "") -> str:
     Polars keeps each DuckDB result batch alive for as long as any column of it is (the keys,
     read without a copy), so doubles cast in Polars stayed in memory beside their float32
     copies: a LANL retrain held 1 GB more than its rows. Beyond float32's range a double
-    becomes an infinity, as a cast in Polars or NumPy makes it (DuckDB's own cast refuses)."""
+    becomes an infinity, as a cast in Polars or NumPy makes it: DuckDB's own cast refuses, its
+    ``TRY_CAST`` gives NULL, which the ``coalesce`` turns into the signed infinity (half the
+    time of a ``CASE`` over every value: 0.9 s against 1.6 s for 62k rows of 349 columns)."""
     from features.warehouse import quote_ident
 
     name = f"{prefix}{quote_ident(column)}"
     if data_type != "DOUBLE":
         return name
-    return (f"CASE WHEN isfinite({name}) AND abs({name}) > {FLOAT_MAX!r} "
-            f"THEN sign({name}) * 'inf'::FLOAT ELSE {name}::FLOAT END AS {quote_ident(column)}")
+    return f"coalesce(TRY_CAST({name} AS FLOAT), sign({name}) * 'inf'::FLOAT) AS {quote_ident(column)}"
 
 
 SLICE_DAYS = 30  # calendar days of feature rows per query
