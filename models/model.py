@@ -204,9 +204,13 @@ def _between(frame: pl.DataFrame, span: tuple[dt.date, dt.date]) -> pl.DataFrame
 
 
 def matrix(frame: pl.DataFrame, features: list[str]) -> np.ndarray:
-    """The frame's features as float32, in the model's order; absent columns are missing."""
+    """The frame's features as float32, in the model's order; absent columns are missing.
+
+    Row-major, as LightGBM reads rows: it bins a firm-scale tree period (301k rows x 342
+    features) in 6.9 s from it against 7.8 s from Polars' default column-major array, with
+    the same bins (the same trees); Polars builds either in a third of a second."""
     present = [pl.col(c) if c in frame.columns else pl.lit(None).alias(c) for c in features]
-    return frame.select(present).cast(pl.Float32).to_numpy()
+    return frame.select(present).cast(pl.Float32).to_numpy(order="c")
 
 
 def thin_tree_rows(fit: pl.DataFrame, quiet_per_failure: int, seed: int) -> pl.DataFrame:
