@@ -66,7 +66,7 @@ def training_frame(
     """Features of ``window`` with a ``label`` column, only labels known at ``known_at``.
 
     Failures are rare, so the quiet rows of the period the trees learn from are thinned here,
-    in SQL, before they reach memory (``TrainConfig.quiet_per_failure`` per failure); the later
+    in SQL, before they reach memory (``TrainConfig.quiet_rows_per_failure``); the later
     periods, for early stopping and calibration, are read whole. Column ``thinned`` marks the
     rows of the thinned period: rates estimated from data (baselines) must skip them. For a
     ``refit`` (``FailureModel.refit``) the trees' period is the oldest 85%, not 70%. Bagged
@@ -133,7 +133,7 @@ class _Rows:
 def _thinned(con: duckdb.DuckDBPyConnection, window: Window, config: TrainConfig, *,
              refit: bool = False) -> _Rows:
     """The rows of ``window`` (in ``window_labels``) with the trees' period thinned to
-    ``quiet_per_failure`` quiet rows per failure for every bag."""
+    ``TrainConfig.quiet_rows_per_failure`` quiet rows per failure for every bag."""
     days = [r[0] for r in con.execute(
         "SELECT DISTINCT as_of FROM window_labels WHERE as_of BETWEEN ? AND ? ORDER BY as_of",
         [window.first, window.last]).fetchall()]
@@ -146,7 +146,8 @@ def _thinned(con: duckdb.DuckDBPyConnection, window: Window, config: TrainConfig
     failures, quiet = con.execute(
         "SELECT count(*) FILTER (WHERE label), count(*) FILTER (WHERE NOT label) "
         "FROM window_labels WHERE as_of BETWEEN ? AND ?", list(tree_period)).fetchall()[0]
-    keep = min(1.0, max(failures, 1) * config.quiet_per_failure * _bags(con, config)
+    trees = _trees(con, config)
+    keep = min(1.0, max(failures, 1) * trees.quiet_rows_per_failure(failures) * trees.bags
                / max(quiet, 1))
     return _Rows(window, thin_through=tree_period[1], keep=keep)
 
@@ -192,10 +193,10 @@ def _no_rows(*, thinned: bool) -> pl.DataFrame:
                                 **({"thinned": pl.Boolean} if thinned else {})})
 
 
-def _bags(con: duckdb.DuckDBPyConnection, config: TrainConfig) -> int:
-    """The bags the configuration's trees will grow from this table's features."""
+def _trees(con: duckdb.DuckDBPyConnection, config: TrainConfig) -> TrainConfig:
+    """The trees the configuration will grow from this table's features (their bags)."""
     features = [c for c in _column_types(con) if c not in (*KEYS, "target_date")]
-    return config.suited_to(config.inputs(features)).bags
+    return config.suited_to(config.inputs(features))
 
 
 def _column_types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:

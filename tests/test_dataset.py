@@ -1,6 +1,7 @@
 """Reading feature rows: reads in slices return exactly what a whole read returned."""
 
 import datetime as dt
+from dataclasses import replace
 
 import duckdb
 import numpy as np
@@ -11,9 +12,10 @@ from polars.testing import assert_frame_equal
 from features.labels import labels
 from features.trading_time import TradingCalendar
 from models import dataset
-from models.dataset import read_features, training_frame
+from models.dataset import Window, read_features, training_frame
 from models.lifecycle import PolicyConfig, build_training_set
-from models.model import TrainConfig
+from models.model import FailureModel, TrainConfig
+from tests.test_models import synthetic
 
 
 @pytest.fixture
@@ -117,3 +119,39 @@ def test_a_retrains_frames_from_one_read_are_those_of_three(monkeypatch):
     assert_frame_equal(got.holdout, holdout)
     assert_frame_equal(got.refit, refit)
     assert got.refit.filter("thinned").height != got.train.filter("thinned").height
+
+
+def test_the_tree_period_keeps_at_most_the_row_budget_and_every_failure():
+    """Past ``max_tree_rows`` the trees learn from fewer quiet rows per failure; below it the
+    training set is exactly what it was without a budget."""
+    calendar = TradingCalendar("24/7", "UTC")
+    con = _labelled_warehouse()
+    days = calendar.sessions(dt.date(2025, 1, 1), dt.date(2025, 12, 31))
+    window, known_at = Window(days[0], days[99]), days[110]
+    config = TrainConfig(quiet_per_failure=4, case_library_mode=False)
+
+    def tree_period(**budget) -> pl.DataFrame:
+        return training_frame(con, calendar, window, 4, known_at,
+                              replace(config, **budget)).filter("thinned")
+
+    unbounded = tree_period(max_tree_rows=10**9)
+    failures = int(unbounded["label"].sum())
+    assert failures > 200 and unbounded.height > 4 * failures  # 4 quiet rows a failure
+    assert_frame_equal(tree_period(max_tree_rows=5 * failures), unbounded)  # does not bind
+    budget = 2 * failures
+    bounded = tree_period(max_tree_rows=budget)
+    assert int(bounded["label"].sum()) == failures
+    assert 0.85 * budget < bounded.height < 1.15 * budget
+    assert config.quiet_rows_per_failure(failures) == 4
+    assert replace(config, max_tree_rows=budget).quiet_rows_per_failure(failures) == 1.0
+    assert replace(config, max_tree_rows=10).quiet_rows_per_failure(failures) == 1.0  # floor
+
+
+def test_a_fit_grows_its_trees_from_at_most_the_row_budget():
+    frame = synthetic(days=120, systems=200)  # about 4% failures, read unthinned
+    failures = int(frame.filter(pl.col("as_of") < dt.date(2025, 3, 26))["label"].sum())
+    budget = 6 * failures
+    model = FailureModel.fit(frame, ["x", "noise"], TrainConfig(max_tree_rows=budget))
+    assert 0.85 * budget < model.info["tree_rows"] < 1.15 * budget
+    whole = FailureModel.fit(frame, ["x", "noise"], TrainConfig())
+    assert whole.info["tree_rows"] > 1.5 * budget

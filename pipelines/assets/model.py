@@ -53,6 +53,9 @@ class ModelConfig(dg.Config):
     quiet_per_failure: int | None = Field(default=None, ge=1, description=(
         "quiet rows kept per failure in the tree period (default 20; a training set built "
         "with more is thinned further at fit time)"))
+    max_tree_rows: int | None = Field(default=None, ge=100, description=(
+        "rows a bag's trees learn from at most: beyond, fewer quiet rows per failure "
+        "(default 160,000; binds from about 7,600 failures in the tree period)"))
     leave_out_families: list[str] = Field(default=[], description=(
         "feature families the model does not use: metric, incidents, dependencies, peers, "
         "changes, change actions, calendar, inventory"))
@@ -75,7 +78,7 @@ class ModelConfig(dg.Config):
         return {k: getattr(self, k) for k in ("num_leaves", "learning_rate", "max_rounds",
                                               "min_child_samples", "lambda_l2",
                                               "feature_fraction", "quiet_per_failure",
-                                              "blend_recent_rate",
+                                              "max_tree_rows", "blend_recent_rate",
                                               "case_library_mode", "bags")}
 
     @property
@@ -109,6 +112,8 @@ class TrainingConfig(dg.Config):
     as_of: str | None = None  # default: the latest as-of day with features
     quiet_per_failure: int | None = Field(default=None, ge=1, description=(
         "quiet rows kept per failure in the tree period of the training set (default 20)"))
+    max_tree_rows: int | None = Field(default=None, ge=100, description=(
+        "rows of the tree period kept for a bag at most (default 160,000)"))
 
 
 class RetrainConfig(ModelConfig):
@@ -160,9 +165,10 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingConfig,
     with settings.warehouse().reader() as con:
         as_of = dt.date.fromisoformat(config.as_of) if config.as_of else latest_features_day(con)
         policy = settings.policy()
-        if config.quiet_per_failure:
-            policy = RetrainPolicy(with_model(policy.config,
-                                              train={"quiet_per_failure": config.quiet_per_failure}))
+        thinning = {"quiet_per_failure": config.quiet_per_failure,
+                    "max_tree_rows": config.max_tree_rows}
+        if any(thinning.values()):
+            policy = RetrainPolicy(with_model(policy.config, train=thinning))
         training = policy.build_training_set(con, settings.calendar, as_of)
     context.add_output_metadata({
         "as_of": str(as_of),
