@@ -119,7 +119,11 @@ class ModelRegistry:
         # downloads draw no progress bars; MLflow's HTTP retries end within the timeout (an
         # operator's own MLFLOW_HTTP_* variables win); the store's own error log (a
         # traceback per failed query) is silenced because the fault is reported here, in one line.
+        # A model's environment is its requirements (scoring_requirements), not the uv project
+        # of whatever directory the process started in: MLflow copied failcast's development
+        # lock file into every model logged from the repository, and would restore it to serve.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
         for key, value in _http_bounds(self.timeout).items():
             os.environ.setdefault(key, value)
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)

@@ -56,6 +56,10 @@ def test_the_registered_model_names_what_it_needs_to_score(store):
     needs = set(Path(path).read_text().split())
     assert set(scoring_requirements()) <= needs
     assert f"mlflow=={mlflow.__version__}" in needs
+    # The tests run in the repository, a uv project: its lock file is not the model's.
+    model = Path(mlflow.artifacts.download_artifacts(f"models:/{registry.model_name}@{CHAMPION}"))
+    files = {f.name for f in model.iterdir()}
+    assert "requirements.txt" in files and not {"uv.lock", "pyproject.toml"} & files
 
 
 def test_the_run_reads_like_a_model_training_run(store):
