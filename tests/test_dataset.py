@@ -148,10 +148,11 @@ def test_the_tree_period_keeps_at_most_the_row_budget_and_every_failure():
 
 
 def test_a_fit_grows_its_trees_from_at_most_the_row_budget():
-    frame = synthetic(days=120, systems=200)  # about 4% failures, read unthinned
+    frame = synthetic(days=120, systems=60)  # read unthinned: about 13 quiet rows a failure
     failures = int(frame.filter(pl.col("as_of") < dt.date(2025, 3, 26))["label"].sum())
     budget = 6 * failures
-    model = FailureModel.fit(frame, ["x", "noise"], TrainConfig(max_tree_rows=budget))
+    config = TrainConfig(max_rounds=30)
+    model = FailureModel.fit(frame, ["x", "noise"], replace(config, max_tree_rows=budget))
     assert 0.85 * budget < model.info["tree_rows"] < 1.15 * budget
-    whole = FailureModel.fit(frame, ["x", "noise"], TrainConfig())
+    whole = FailureModel.fit(frame, ["x", "noise"], config)
     assert whole.info["tree_rows"] > 1.5 * budget
