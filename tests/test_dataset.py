@@ -64,9 +64,8 @@ def test_named_columns_and_an_empty_range_keep_their_types(features_con):
 
 
 def _labelled_warehouse() -> duckdb.DuckDBPyConnection:
-    """Two feature columns (a double with values beyond float32's range,
-    nulls and NaN, a count) for 150 systems over 120 sessions, and incidents on about one row
-    in thirty."""
+    """Two feature columns (a double with values beyond float32's range, nulls and NaN; a
+    count) for 150 systems over 120 sessions, and incidents on about one row in thirty."""
     calendar = TradingCalendar("24/7", "UTC")
     rng = np.random.default_rng(11)
     days = calendar.sessions(dt.date(2025, 1, 1), dt.date(2025, 12, 31))[:120]
