@@ -121,13 +121,21 @@ class _Rows:
     def threshold(self) -> int:
         return int(self.keep * DRAWS)
 
-    def wanted(self, draw: pl.Expr) -> pl.Expr:
+    def in_sql(self) -> tuple[str, list]:
+        """The rule as a condition on ``window_labels l`` and the column ``draw``."""
+        inside, span = "l.as_of BETWEEN ? AND ?", [self.window.first, self.window.last]
+        if self.thin_through is None:
+            return inside, span
+        return (f"({inside} AND (l.label OR l.as_of > ? OR draw < ?))",
+                [*span, self.thin_through, self.threshold])
+
+    def in_polars(self) -> pl.Expr:
+        """The same rule on a slice's columns ``as_of``, ``label`` and ``draw``."""
         inside = pl.col("as_of").is_between(self.window.first, self.window.last)
         if self.thin_through is None:
             return inside
         return inside & (pl.col("label") | (pl.col("as_of") > self.thin_through)
-                         | (draw < self.threshold))
-
+                         | (pl.col("draw") < self.threshold))
 
 
 def _thinned(con: duckdb.DuckDBPyConnection, window: Window, config: TrainConfig, *,
@@ -159,27 +167,21 @@ def _read_labelled(con: duckdb.DuckDBPyConnection, plans: list[_Rows], seed: int
     for every plan) and is split among them."""
     first = min(p.window.first for p in plans)
     last = max(p.window.last for p in plans)
-    wanted, params = [], []
-    for plan in plans:
-        if plan.thin_through is None:
-            wanted.append("l.as_of BETWEEN ? AND ?")
-            params += [plan.window.first, plan.window.last]
-        else:
-            wanted.append("(l.as_of BETWEEN ? AND ? AND (l.label OR l.as_of > ? OR draw < ?))")
-            params += [plan.window.first, plan.window.last, plan.thin_through, plan.threshold]
+    conditions = [plan.in_sql() for plan in plans]
+    wanted = " OR ".join(text for text, _ in conditions)
+    params = [value for _, values in conditions for value in values]
     select = ", ".join(_selected(c, t, "f.") for c, t in _column_types(con).items())
     sql = f"""
         SELECT {select}, l.label, hash(f.system_id, f.as_of, ?) % {DRAWS} AS draw
         FROM {TABLE} f
         JOIN window_labels l ON l.system_id = f.system_id AND l.as_of = f.as_of
-        WHERE f.as_of BETWEEN ? AND ? AND l.as_of BETWEEN ? AND ? AND ({" OR ".join(wanted)})
+        WHERE f.as_of BETWEEN ? AND ? AND l.as_of BETWEEN ? AND ? AND ({wanted})
         ORDER BY f.as_of, f.system_id
         """  # noqa: S608 - identifiers quoted; data in parameters
     parts: list[list[pl.DataFrame]] = [[] for _ in plans]
-    draw = pl.col("draw")
     for rows in _slices(con, first, last, lambda a, b: (sql, [seed, a, b, a, b, *params])):
         for plan, kept in zip(plans, parts, strict=True):
-            part = rows.filter(plan.wanted(draw)).drop("draw")
+            part = rows.filter(plan.in_polars()).drop("draw")
             if plan.thin_through is not None:
                 part = part.with_columns(thinned=pl.col("as_of") <= plan.thin_through)
             kept.append(part)
