@@ -218,6 +218,13 @@ def _between(frame: pl.DataFrame, span: tuple[dt.date, dt.date]) -> pl.DataFrame
     return frame.filter(pl.col("as_of").is_between(span[0], span[1]))
 
 
+def tree_period(frame: pl.DataFrame, config: TrainConfig) -> pl.DataFrame:
+    """The rows whose days a fit of ``config`` on ``frame`` grows its trees from (before any
+    thinning of ``thin_tree_rows``)."""
+    days = sorted(frame["as_of"].unique().to_list())
+    return _between(frame, TimeSplit.of(days, config.fit_share, config.stop_share).fit)
+
+
 def matrix(frame: pl.DataFrame, features: list[str]) -> np.ndarray:
     """The frame's features as float32, in the model's order; absent columns are missing.
 
@@ -308,12 +315,24 @@ def _grow(fit: pl.DataFrame, useful: list[str], trees: TrainConfig, rounds: int,
     the tree period holds more than ``quiet_per_failure``) and LightGBM's row and feature
     sampling. The first is the one a single fit would grow. Also returns the first bag's
     facts for ``info`` (its tree rows, the engine)."""
-    boosters, facts = [], {}
+    boosters, facts, shared = [], {}, None
     for bag in range(trees.bags):
         grown = replace(trees, seed=trees.seed + bag)
         rows = thin_tree_rows(fit, grown.quiet_rows_per_failure(int(fit["label"].sum())),
                               grown.seed)
-        booster, engine = _boost(rows, useful, grown, rounds, stop)
+        if grown.dask_scheduler:
+            from models.dask_training import train_trees
+
+            booster, engine = train_trees(grown.dask_scheduler, rows, stop, useful,
+                                          replace(grown, max_rounds=rounds))
+        else:
+            # Bags that learn from every row of the tree period share its bins: LightGBM bins
+            # every row up to BIN_SAMPLE_ROWS whatever the seed, so they are the bins each bag
+            # would make (identical trees, one binning for all the bags).
+            reuse = rows is fit and fit.height <= BIN_SAMPLE_ROWS
+            data = shared if reuse and shared else _binned(rows, useful, stop)
+            shared = data if reuse else None
+            booster, engine = _boost(data, grown, rounds), {"engine": "local"}
         boosters.append(booster)
         facts = facts or {"tree_rows": rows.height, **engine}
         del rows
@@ -321,29 +340,39 @@ def _grow(fit: pl.DataFrame, useful: list[str], trees: TrainConfig, rounds: int,
     return tuple(boosters), facts
 
 
-def _boost(fit: pl.DataFrame, useful: list[str], config: TrainConfig, rounds: int,
-           stop: pl.DataFrame | None = None) -> tuple[lgb.Booster, dict]:
-    """LightGBM trees on ``fit`` (here, or on the Dask cluster of ``config.dask_scheduler``):
-    early stopping on ``stop`` when given, else exactly ``rounds``. Returns the booster and
-    the engine's facts for ``info``."""
-    if config.dask_scheduler:
-        from models.dask_training import train_trees
+# LightGBM's ``bin_construct_sample_cnt``: up to this many rows every row is binned, so the
+# bins do not depend on the seed.
+BIN_SAMPLE_ROWS = 200_000
 
-        return train_trees(config.dask_scheduler, fit, stop, useful,
-                           replace(config, max_rounds=rounds))
-    train_set = lgb.Dataset(matrix(fit, useful), fit["label"].to_numpy(), feature_name=useful,
-                            free_raw_data=True)
+
+@dataclass(frozen=True)
+class _Binned:
+    """A tree period's rows and the early-stopping rows (None: a refit), as LightGBM's bins."""
+
+    train: lgb.Dataset
+    stop: lgb.Dataset | None
+
+
+def _binned(fit: pl.DataFrame, useful: list[str], stop: pl.DataFrame | None) -> _Binned:
+    train = lgb.Dataset(matrix(fit, useful), fit["label"].to_numpy(), feature_name=useful,
+                        free_raw_data=True)
     if stop is None:
-        return lgb.train(config.lightgbm_params(), train_set, num_boost_round=rounds), \
-            {"engine": "local"}
-    stop_set = lgb.Dataset(matrix(stop, useful), stop["label"].to_numpy(), reference=train_set)
+        return _Binned(train, None)
+    return _Binned(train, lgb.Dataset(matrix(stop, useful), stop["label"].to_numpy(),
+                                      reference=train))
+
+
+def _boost(data: _Binned, config: TrainConfig, rounds: int) -> lgb.Booster:
+    """LightGBM trees: early stopping on ``data.stop`` when given, else exactly ``rounds``."""
+    if data.stop is None:
+        return lgb.train(config.lightgbm_params(), data.train, num_boost_round=rounds)
     return lgb.train(
         config.lightgbm_params(),
-        train_set,
+        data.train,
         num_boost_round=rounds,
-        valid_sets=[stop_set],
+        valid_sets=[data.stop],
         callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
-    ), {"engine": "local"}
+    )
 
 
 @dataclass

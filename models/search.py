@@ -37,7 +37,10 @@ configuration ``base``:
 ``without <families>`` ``base`` with the feature families of ``leave_out_options`` left out
                        (default: metric statistics and peers, i.e. incidents, changes,
                        dependencies, calendar and inventory only)
-``thinner``            ``base`` with ``thin_to`` quiet rows per failure in the tree period
+``thinner``            ``base`` with ``thin_to`` quiet rows per failure in the tree period, where
+                       that is at most half of what ``base``'s trees learn from: the row budget
+                       (``TrainConfig.max_tree_rows``) thins them already at firm scale (to 9.6
+                       a failure), and 8 would repeat ``base`` on 81% of its rows
 =====================  ==========================================================================
 """
 
@@ -51,7 +54,7 @@ import numpy as np
 import polars as pl
 
 from models.gate import Comparison, GateConfig, compare_scorers
-from models.model import FailureModel, NotEnoughData, TrainConfig
+from models.model import FailureModel, NotEnoughData, TrainConfig, tree_period
 from models.reasons import FAMILIES as FAMILIES  # what a configuration may leave out
 
 BASE = "base"
@@ -80,9 +83,12 @@ class SearchConfig:
 
 
 def grid(base: TrainConfig, failures: int, search: SearchConfig,
-         features: list[str] | None = None) -> dict[str, TrainConfig]:
+         features: list[str] | None = None,
+         tree_failures: int | None = None) -> dict[str, TrainConfig]:
     """The named configurations to try, the policy's own first (see the module's table). A
-    family option that would leave out no feature of ``features`` is not tried."""
+    family option that would leave out no feature of ``features`` is not tried, nor a thinner
+    ratio that keeps more than half the quiet rows ``base``'s trees learn from with
+    ``tree_failures`` in their period (the row budget may thin them already)."""
     sizes: dict[str, TrainConfig] = {}
     if failures < search.few_failures:
         sizes["regularised"] = replace(
@@ -100,8 +106,9 @@ def grid(base: TrainConfig, failures: int, search: SearchConfig,
         fewer = replace(base, leave_out=(*base.leave_out, *option))
         if features is None or len(fewer.inputs(features)) < len(base.inputs(features)):
             families[f"without {', '.join(option)}"] = fewer
+    base_ratio = base.quiet_rows_per_failure(tree_failures or 0)
     thinner = ({"thinner": replace(base, quiet_per_failure=search.thin_to)}
-               if search.thin_to < base.quiet_per_failure else {})
+               if search.thin_to <= base_ratio / 2 else {})
     named = {BASE: base, **sizes, **families, **thinner}
     return dict(list(named.items())[:max(1, search.max_configurations)])
 
@@ -160,31 +167,26 @@ def inner_rows(model: FailureModel, frame: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(pl.col("as_of").is_between(first, last))
 
 
-def inner_score(model: FailureModel, frame: pl.DataFrame) -> tuple[float | None, int, int]:
-    """(PR-AUC of the margin, rows, failures) on ``inner_rows``."""
+def inner_score(label: np.ndarray, margin: np.ndarray) -> float | None:
+    """PR-AUC of a configuration's margin on ``inner_rows`` (None: one class only)."""
     from sklearn.metrics import average_precision_score
 
-    rows = inner_rows(model, frame)
-    failures = int(rows["label"].sum())
-    if failures == 0 or failures == rows.height:
-        return None, rows.height, failures
-    return (float(average_precision_score(rows["label"].to_numpy(), model.margin(rows))),
-            rows.height, failures)
+    failures = int(label.sum())
+    if failures == 0 or failures == label.size:
+        return None
+    return float(average_precision_score(label, margin))
 
 
-def beyond_noise(fitted: dict[str, FailureModel], frame: pl.DataFrame,
+def beyond_noise(margins: dict[str, np.ndarray], rows: pl.DataFrame,
                  gate: GateConfig | None = None) -> dict[str, Comparison]:
-    """Each configuration's inner PR-AUC against ``base``'s, with the gate's paired day
-    bootstrap (its default 90% level): one ``Comparison`` per configuration other than
-    ``base``."""
+    """Each configuration's inner PR-AUC against ``base``'s, from their margins on the same
+    inner ``rows``, with the gate's paired day bootstrap (its default 90% level): one
+    ``Comparison`` per configuration other than ``base``."""
     gate = gate or GateConfig()
-    if BASE not in fitted or len(fitted) < 2:
+    if BASE not in margins or len(margins) < 2:
         return {}
-    rows = inner_rows(fitted[BASE], frame)
     if rows.is_empty() or not rows["label"].any() or rows["label"].all():
         return {}
-    margins = {name: model.margin(rows) for name, model in fitted.items()
-               if model.split.calibrate == fitted[BASE].split.calibrate}
     pairs = [(name, BASE) for name in margins if name != BASE]
     compared = compare_scorers(rows["as_of"].to_numpy(), rows["label"].to_numpy(), margins,
                                pairs, gate)
@@ -209,9 +211,14 @@ def search(frame: pl.DataFrame, features: list[str], base: TrainConfig,
     """Fit every configuration of ``grid`` on ``frame`` (the gated fit's training set) and
     choose by the inner validation; ``frame`` must not hold the hold-out's days."""
     failures = int(frame["label"].sum()) if frame.height else 0
-    configs = grid(base, failures, config, features)
+    try:
+        tree_failures = int(tree_period(frame, base)["label"].sum())
+    except NotEnoughData:
+        tree_failures = None
+    configs = grid(base, failures, config, features, tree_failures)
     fitted: dict[str, FailureModel] = {}
-    rows, notes = [], []
+    margins: dict[str, np.ndarray] = {}  # on base's inner rows: each model is scored once
+    inner, rows, notes = None, [], []
     for name, candidate in configs.items():
         started = time.perf_counter()
         try:
@@ -221,9 +228,16 @@ def search(frame: pl.DataFrame, features: list[str], base: TrainConfig,
             rows.append(_row(name, candidate, base, None, time.perf_counter() - started, str(exc)))
             continue
         fitted[name] = model
-        score = inner_score(model, frame)
+        mine = inner_rows(model, frame)
+        margin = model.margin(mine)
+        if name == BASE:
+            inner = mine
+        if BASE in fitted and model.split.calibrate == fitted[BASE].split.calibrate:
+            margins[name] = margin
+        label = mine["label"].to_numpy()
+        score = (inner_score(label, margin), mine.height, int(label.sum()))
         rows.append(_row(name, candidate, base, model, time.perf_counter() - started, "", score))
-    compared = beyond_noise(fitted, frame)
+    compared = beyond_noise(margins, inner) if inner is not None else {}
     table = pl.DataFrame(rows, schema=_SCHEMA).with_columns(
         vs_base_low=pl.Series([compared[n].low if n in compared else None for n in configs],
                               dtype=pl.Float64),

@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 
 from features.trading_time import TradingCalendar
+from models import model
 from models.calibration import Calibrator
 from models.dataset import Window, training_frame
 from models.model import FailureModel, TrainConfig
@@ -43,6 +44,26 @@ def test_the_margin_is_the_bags_mean_and_the_explanations_still_add_up():
     np.testing.assert_allclose(bagged.contributions(frame).sum(axis=1), mean, rtol=1e-5, atol=1e-6)
     refit = FailureModel.refit(frame, FEATURES, TrainConfig(bags=3), bagged.rounds)
     assert len(refit.boosters) == 3
+
+
+def test_bags_that_learn_from_every_row_bin_it_once_and_grow_the_same_trees(monkeypatch):
+    """Bags without a draw of their own share one binning of the tree period, and each grows
+    the trees it grows from its own binning (LightGBM bins every row up to BIN_SAMPLE_ROWS,
+    whatever the seed); bags that draw their rows bin them each."""
+    frame = _frame()
+    binnings = []
+    binned = model._binned
+    monkeypatch.setattr(model, "_binned", lambda *args: binnings.append(1) or binned(*args))
+    every_row = TrainConfig(bags=3, quiet_per_failure=1000, max_rounds=30)  # no bag draws
+    shared = FailureModel.fit(frame, FEATURES, every_row)
+    assert len(binnings) == 1
+    FailureModel.fit(frame, FEATURES, TrainConfig(bags=3, quiet_per_failure=2, max_rounds=30))
+    assert len(binnings) == 4
+    monkeypatch.setattr(model, "BIN_SAMPLE_ROWS", 0)  # as if too many rows: each bag bins
+    own = FailureModel.fit(frame, FEATURES, every_row)
+    assert len(binnings) == 7
+    assert [b.model_to_string() for b in shared.boosters] == \
+        [b.model_to_string() for b in own.boosters]
 
 
 def test_each_bag_is_calibrated_on_its_own_and_the_risk_is_their_mean():

@@ -1,6 +1,7 @@
 """The model search inside each retraining (models/search.py), on synthetic rows."""
 
 import datetime as dt
+from dataclasses import replace
 
 import numpy as np
 import polars as pl
@@ -112,6 +113,21 @@ def test_the_search_scores_on_the_training_windows_newest_days(data):
     inner = training.train.filter(pl.col("as_of").is_in(newest))
     assert set(searched.table["inner_rows"].to_list()) == {inner.height}
     assert newest[-1] < training.holdout_window.first
+    assert "thinner" in searched.configs  # 8 quiet rows a failure: fewer than half of 20
+
+
+def test_no_thinner_ratio_is_tried_where_the_row_budget_thins_bases_trees_already(data):
+    """With the budget binding, base's trees learn from fewer quiet rows a failure than asked;
+    a ratio above half of those would fit base again on most of its rows."""
+    frame, dates = data
+    training = training_set(frame, dates)
+    budgeted = replace(GOOD, max_tree_rows=2_000, max_rounds=30)
+    searched = search(training.train, ["x", "z", "noise"], budgeted, ON)
+    assert list(searched.configs) == [BASE, "smaller"]
+    # the same decision from the grid: 15,000 failures in the tree period leave base 9.7 quiet
+    # rows a failure within 160,000 rows; 3,500 leave it its 20
+    assert "thinner" not in grid(TrainConfig(), 21_000, ON, tree_failures=15_000)
+    assert "thinner" in grid(TrainConfig(), 5_000, ON, tree_failures=3_500)
 
 
 def test_the_search_leaves_out_a_family_whose_signal_did_not_last():
