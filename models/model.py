@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 from dataclasses import dataclass, field, replace
 
 # LightGBM's OpenMP threads spin while they wait for work by default. On a machine whose
@@ -215,6 +216,13 @@ class TimeSplit:
 
 
 def _between(frame: pl.DataFrame, span: tuple[dt.date, dt.date]) -> pl.DataFrame:
+    """The rows of the days in ``span``, in the frame's order: a slice that copies nothing
+    where the frame is in day order (as ``models.dataset`` reads a training set; at firm
+    scale the tree period alone is 400 MB), a filtered copy otherwise."""
+    days = frame["as_of"]
+    if days.null_count() == 0 and days.is_sorted():
+        first = days.search_sorted(span[0], side="left")
+        return frame.slice(first, days.search_sorted(span[1], side="right") - first)
     return frame.filter(pl.col("as_of").is_between(span[0], span[1]))
 
 
@@ -330,7 +338,8 @@ def _grow(fit: pl.DataFrame, useful: list[str], trees: TrainConfig, rounds: int,
             # every row up to BIN_SAMPLE_ROWS whatever the seed, so they are the bins each bag
             # would make (identical trees, one binning for all the bags).
             reuse = rows is fit and fit.height <= BIN_SAMPLE_ROWS
-            data = shared if reuse and shared else _binned(rows, useful, stop)
+            data = shared if reuse and shared else _binned(rows, useful, stop,
+                                                           grown.lightgbm_params())
             shared = data if reuse else None
             booster, engine = _boost(data, grown, rounds), {"engine": "local"}
         boosters.append(booster)
@@ -353,13 +362,20 @@ class _Binned:
     stop: lgb.Dataset | None
 
 
-def _binned(fit: pl.DataFrame, useful: list[str], stop: pl.DataFrame | None) -> _Binned:
-    train = lgb.Dataset(matrix(fit, useful), fit["label"].to_numpy(), feature_name=useful,
-                        free_raw_data=True)
-    if stop is None:
-        return _Binned(train, None)
-    return _Binned(train, lgb.Dataset(matrix(stop, useful), stop["label"].to_numpy(),
-                                      reference=train))
+# Binning holds, for a moment, a copy of every sampled value as a double beside the matrix
+# (at firm scale about 1 GB over the frame): fits side by side (``models.search``) take turns.
+_BINNING = threading.Lock()
+
+
+def _binned(fit: pl.DataFrame, useful: list[str], stop: pl.DataFrame | None,
+            params: dict) -> _Binned:
+    with _BINNING:
+        train = lgb.Dataset(matrix(fit, useful), fit["label"].to_numpy(), feature_name=useful,
+                            params=params, free_raw_data=True).construct()
+        if stop is None:
+            return _Binned(train, None)
+        return _Binned(train, lgb.Dataset(matrix(stop, useful), stop["label"].to_numpy(),
+                                          reference=train).construct())
 
 
 def _boost(data: _Binned, config: TrainConfig, rounds: int) -> lgb.Booster:

@@ -10,7 +10,7 @@ from models.calibration import Calibrator
 from models.decisions import APPROVE, DEFER, EXIT_CODES, REVIEW, recommend, tier_of
 from models.drift import psi
 from models.evaluate import budget_metrics, compare
-from models.model import FailureModel, NotEnoughData, TimeSplit, TrainConfig
+from models.model import FailureModel, NotEnoughData, TimeSplit, TrainConfig, tree_period
 
 
 def synthetic(days: int = 120, systems: int = 40, seed: int = 0) -> pl.DataFrame:
@@ -153,3 +153,15 @@ def test_the_long_incident_memory_is_an_input_only_without_telemetry():
         [*case_library, "cpu__mean"]
     # Leaving the metrics out makes the configuration a case-library one again.
     assert TrainConfig(leave_out=("metric",)).inputs([*case_library, "cpu__mean"]) == case_library
+
+
+def test_a_period_is_its_days_rows_in_the_frames_order_whether_or_not_the_frame_is_in_day_order():
+    """A frame in day order is sliced (no copy), any other filtered: the same rows either way."""
+    frame = synthetic()
+    config = TrainConfig()
+    days = sorted(frame["as_of"].unique().to_list())
+    last = days[int(len(days) * config.fit_share) - 1]
+    for rows in (frame.sort("as_of", maintain_order=True), frame.sample(fraction=1.0, shuffle=True, seed=3)):
+        expected = rows.filter(pl.col("as_of") <= last)
+        assert expected.height < rows.height
+        assert tree_period(rows, config).equals(expected)

@@ -116,6 +116,17 @@ def test_the_search_scores_on_the_training_windows_newest_days(data):
     assert "thinner" in searched.configs  # 8 quiet rows a failure: fewer than half of 20
 
 
+def test_configurations_fitted_side_by_side_are_those_fitted_one_by_one(data):
+    frame, dates = data
+    training = training_set(frame, dates)
+    quick = replace(GOOD, max_rounds=30)
+    one, two = (search(training.train, ["x", "z", "noise"], quick, replace(ON, at_once=n))
+                for n in (1, 2))
+    assert one.table.drop("seconds").equals(two.table.drop("seconds"))
+    assert {n: [b.model_to_string() for b in m.boosters] for n, m in one.fitted.items()} == \
+        {n: [b.model_to_string() for b in m.boosters] for n, m in two.fitted.items()}
+
+
 def test_no_thinner_ratio_is_tried_where_the_row_budget_thins_bases_trees_already(data):
     """With the budget binding, base's trees learn from fewer quiet rows a failure than asked;
     a ratio above half of those would fit base again on most of its rows."""
