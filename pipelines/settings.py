@@ -172,6 +172,8 @@ FIELDS: tuple[Field, ...] = (
           "choose each retrain's configuration by a small search inside the training window"),
     Field("model_search_configurations", "model", "search_configurations", _positive_int,
           "at most this many configurations per search (the cost: about one fit each, or less)"),
+    Field("model_search_at_once", "model", "search_at_once", _positive_int,
+          "configurations a search fits side by side (more: faster on free cores, more memory)"),
     Field("champion_warn_age", "model", "champion_warn_age", _optional_sessions,
           "trading days since the champion's newest label that warn (default: 2 periods)"),
     Field("champion_max_age", "model", "champion_max_age", _optional_sessions,
@@ -220,6 +222,7 @@ class Settings:
     retrain_every: str = "weekly"
     model_search: bool = False  # opt-in: on short histories it chose worse (docs/model.md)
     model_search_configurations: int = 4
+    model_search_at_once: int = 2
     champion_warn_age: int | None = None
     champion_max_age: int | None = None
     gate_min_improvement: float = 0.0
@@ -301,7 +304,8 @@ class Settings:
                             confidence=self.gate_confidence, resamples=self.gate_resamples),
             candidate=TrainConfig(dask_scheduler=self.dask_scheduler),
             search=SearchConfig(enabled=self.model_search,
-                                max_configurations=self.model_search_configurations),
+                                max_configurations=self.model_search_configurations,
+                                at_once=self.model_search_at_once),
         ))
 
     @property
