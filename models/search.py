@@ -21,7 +21,9 @@ failures of the training window's own newest days best:
   twice.
 - **cost**: every configuration reuses the one training set in memory (a thinner ratio thins
   its tree rows further, a family left out drops columns); smaller trees, fewer rows and fewer
-  features cost less than the policy's own fit. ``max_configurations`` bounds the work.
+  features cost less than the policy's own fit. ``max_configurations`` bounds the work, and
+  ``at_once`` configurations are fitted side by side, each with its own LightGBM threads (the
+  trees each grows alone, in less time on cores one fit leaves idle, for more memory).
 
 The grid (``grid``), from the failures ``F`` in the training window and the policy's
 configuration ``base``:
