@@ -86,6 +86,7 @@ class SearchConfig:
                     "search_few_failures": self.few_failures,
                     "search_many_failures": self.many_failures,
                     "search_thin_to": self.thin_to,
+                    "search_at_once": self.at_once,
                     "search_leave_out_options": ";".join(
                         "+".join(o) for o in self.leave_out_options)} if self.enabled else {})}
 
