@@ -223,7 +223,7 @@ class TimeSplit:
 def _between(frame: pl.DataFrame, span: tuple[dt.date, dt.date]) -> pl.DataFrame:
     """The rows of the days in ``span``, in the frame's order: a slice that copies nothing
     where the frame is in day order (as ``models.dataset`` reads a training set; at firm
-    scale the tree period alone is 400 MB), a filtered copy otherwise."""
+    scale the tree period alone is 230 MB), a filtered copy otherwise."""
     days = frame["as_of"]
     if days.null_count() == 0 and days.is_sorted():
         first = days.search_sorted(span[0], side="left")

@@ -41,7 +41,7 @@ configuration ``base``:
                        dependencies, calendar and inventory only)
 ``thinner``            ``base`` with ``thin_to`` quiet rows per failure in the tree period, where
                        that is at most half of what ``base``'s trees learn from: the row budget
-                       (``TrainConfig.max_tree_rows``) thins them already at firm scale (to 9.6
+                       (``TrainConfig.max_tree_rows``) thins them already at firm scale (to 10.2
                        a failure), and 8 would repeat ``base`` on 81% of its rows
 =====================  ==========================================================================
 """
@@ -74,8 +74,8 @@ class SearchConfig:
     many_failures: int = 2000  # from here on: a larger tree is tried
     thin_to: int = 8  # quiet rows per failure of the ``thinner`` configuration
     leave_out_options: tuple[tuple[str, ...], ...] = (("metric", "peers"),)
-    # Configurations fitted at once. LightGBM keeps 2 cores only about 1.5 busy (its serial
-    # steps: early stopping's metric, growing each tree); a second fit beside it fills them.
+    # Configurations fitted at once. One fit at a time kept the firm-scale retrain job's 2
+    # cores only 1.5 busy (LightGBM's serial steps); a second fit beside it fills them.
     # Each fit's own threads stay ``TrainConfig.threads``, so its trees are the same.
     at_once: int = 2
 
