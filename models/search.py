@@ -253,7 +253,10 @@ def search(frame: pl.DataFrame, features: list[str], base: TrainConfig,
     except NotEnoughData:
         tree_failures = None
     configs = grid(base, failures, config, features, tree_failures)
-    with ThreadPoolExecutor(max_workers=max(1, config.at_once)) as pool:
+    # LightGBM's network for training on a Dask cluster is one per worker process: two
+    # configurations would train on the same workers at once, so a cluster fits one at a time.
+    at_once = 1 if base.dask_scheduler else max(1, config.at_once)
+    with ThreadPoolExecutor(max_workers=at_once) as pool:
         outcomes = dict(zip(configs, pool.map(partial(_fit_and_score, frame, features),
                                               configs.values()), strict=True))
     fitted = {name: o.model for name, o in outcomes.items() if o.model is not None}

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from features.errors import UsageError
+from models import search as search_module
 from models.lifecycle import CHAMPION, PolicyConfig, RetrainPolicy, with_model
 from models.memory_registry import InMemoryRegistry
 from models.model import FailureModel, TrainConfig, thin_tree_rows
@@ -125,6 +126,21 @@ def test_configurations_fitted_side_by_side_are_those_fitted_one_by_one(data):
     assert one.table.drop("seconds").equals(two.table.drop("seconds"))
     assert {n: [b.model_to_string() for b in m.boosters] for n, m in one.fitted.items()} == \
         {n: [b.model_to_string() for b in m.boosters] for n, m in two.fitted.items()}
+
+
+def test_a_search_on_a_dask_cluster_fits_one_configuration_at_a_time(data, monkeypatch):
+    """LightGBM trains on a Dask worker through one network per process: two configurations at
+    once would share it."""
+    pools = []
+    pool = search_module.ThreadPoolExecutor
+    monkeypatch.setattr(search_module, "ThreadPoolExecutor",
+                        lambda max_workers: pools.append(max_workers) or pool(max_workers))
+    monkeypatch.setattr(search_module, "_fit_and_score",
+                        lambda *_: search_module._Fitted(None, 0.0, "not fitted here"))
+    frame, _ = data
+    search(frame, ["x"], replace(GOOD, dask_scheduler="tcp://127.0.0.1:1"), ON)
+    search(frame, ["x"], GOOD, ON)
+    assert pools == [1, 2]
 
 
 def test_no_thinner_ratio_is_tried_where_the_row_budget_thins_bases_trees_already(data):
