@@ -105,10 +105,10 @@ class TrainConfig:
         period: ``quiet_per_failure``, or fewer (never under one) where that many would make
         the bag's rows exceed ``max_tree_rows``.
 
-        The rows' cost is the trees' cost: at firm scale (15k failures in the tree period) 20
-        quiet rows a failure are 317k rows, and the retrain job's two fits took most of its
-        two minutes; with 160k rows (9.6 a failure) each fit takes half the time for a hold-out
-        PR-AUC 2% lower (0.337 -> 0.330, three seeds; docs/model.md). Below 7,600 failures (every
+        The rows' cost is the trees' cost: at firm scale (14,347 failures in the tree period)
+        20 quiet rows a failure are 301k rows, and the retrain job's two fits took most of its
+        two minutes; with 160k rows (10.2 a failure) each fit takes half the time for a
+        hold-out PR-AUC 2% lower (0.337 -> 0.330, three seeds; docs/model.md). Below 7,600 failures (every
         quality estate, LANL's five bags each) the budget does not bind."""
         if failures * (self.quiet_per_failure + 1) <= self.max_tree_rows:
             return self.quiet_per_failure

@@ -161,7 +161,8 @@ def test_a_period_is_its_days_rows_in_the_frames_order_whether_or_not_the_frame_
     config = TrainConfig()
     days = sorted(frame["as_of"].unique().to_list())
     last = days[int(len(days) * config.fit_share) - 1]
-    for rows in (frame.sort("as_of", maintain_order=True), frame.sample(fraction=1.0, shuffle=True, seed=3)):
+    shuffled = frame.sample(fraction=1.0, shuffle=True, seed=3)
+    for rows in (frame.sort("as_of", maintain_order=True), shuffled):
         expected = rows.filter(pl.col("as_of") <= last)
         assert expected.height < rows.height
         assert tree_period(rows, config).equals(expected)
